@@ -1,0 +1,39 @@
+# medvseg build, test and demo. `make demo` and `make test` install what they
+# need first (scripts/setup.sh), so both work on a fresh Debian 12 machine.
+
+GO        ?= go
+DEPS      := $(CURDIR)/.deps
+ORT_LIB   := $(DEPS)/onnxruntime/libonnxruntime.so.1
+BIN       := bin/medvseg
+LDFLAGS   := -X github.com/medvseg/medvseg/segment.DefaultLibraryPath=$(ORT_LIB)
+DEMO_DIR  ?= out/demo
+TEST_TIMEOUT ?= 35m
+
+# Tests load the same ONNX Runtime library as the binary.
+export MEDVSEG_ORT_LIB ?= $(ORT_LIB)
+
+.PHONY: all setup build test demo bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh $(DEPS)
+
+build: setup
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/medvseg
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+# Benchmarks: decode, encode and model speeds; results are collected in docs/results.md.
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+demo: build
+	$(BIN) synth --out $(DEMO_DIR) --random-seed 1
+	$(BIN) extract $(DEMO_DIR)/clip.mp4 --out $(DEMO_DIR)/extracted
+	@echo "demo: synth clip, frames and masks in $(DEMO_DIR); extracted frames in $(DEMO_DIR)/extracted/frames"
+
+clean:
+	rm -rf bin out
