@@ -10,6 +10,7 @@ require (
 	github.com/spf13/cobra v1.10.2
 	github.com/yalue/onnxruntime_go v1.27.0
 	gocv.io/x/gocv v0.32.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
