@@ -12,8 +12,8 @@ import (
 // EncoderOptions configures video encoding from BGR frames.
 type EncoderOptions struct {
 	// Codec is an FFmpeg encoder name; empty means "libx264".
-	Codec string
-	Width int
+	Codec  string
+	Width  int
 	Height int
 	// FrameRate in frames per second; it sets the time base (1/rate) and the
 	// duration of every packet.

@@ -4,6 +4,8 @@ package codec
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -58,19 +60,16 @@ type Size struct {
 
 // ParseSize parses "WxH", for example "640x480".
 func ParseSize(s string) (Size, error) {
-	var size Size
-	var rest string
-
-	n, err := fmt.Sscanf(s, "%dx%d%s", &size.Width, &size.Height, &rest)
-	if n < 2 || (err != nil && n != 2) || rest != "" {
+	width, height, found := strings.Cut(strings.ToLower(s), "x")
+	w, errW := strconv.Atoi(width)
+	h, errH := strconv.Atoi(height)
+	if !found || errW != nil || errH != nil {
 		return Size{}, fmt.Errorf("invalid size %q: expected WIDTHxHEIGHT, for example 640x480", s)
 	}
-
-	if size.Width <= 0 || size.Height <= 0 {
+	if w <= 0 || h <= 0 {
 		return Size{}, fmt.Errorf("invalid size %q: width and height must be positive", s)
 	}
-
-	return size, nil
+	return Size{Width: w, Height: h}, nil
 }
 
 func (s Size) String() string { return fmt.Sprintf("%dx%d", s.Width, s.Height) }

@@ -52,3 +52,9 @@ func RouteFFmpegLogs(logger zerolog.Logger) {
 		event.Str("component", "ffmpeg").Msg(message)
 	})
 }
+
+// FFmpeg prints its own informational lines, such as x264's statistics, to
+// stderr by default; only errors get through until RouteFFmpegLogs is called.
+func init() {
+	astiav.SetLogLevel(astiav.LogLevelError)
+}

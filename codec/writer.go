@@ -93,8 +93,8 @@ func (w *Writer) open() error {
 	w.stream.SetAvgFrameRate(w.encoder.context.Framerate())
 
 	if w.options.Rotation != 0 {
-		// The display matrix stores the counter-clockwise angle.
-		matrix := astiav.NewDisplayMatrixFromRotation(-float64(w.options.Rotation))
+		// av_display_rotation_set takes the clockwise angle.
+		matrix := astiav.NewDisplayMatrixFromRotation(float64(w.options.Rotation))
 		if err := w.stream.AddSideData(astiav.PacketSideDataTypeDisplaymatrix, matrix.Bytes()); err != nil {
 			return fmt.Errorf("create %q: store rotation %d: %w", w.path, w.options.Rotation, err)
 		}

@@ -12,7 +12,7 @@ import (
 func main() {
 	root := newRootCommand()
 	if err := root.Execute(); err != nil {
-		log.Error().Err(err).Msg("failed")
+		log.Error().Err(err).Msg("command failed")
 
 		var exit exitError
 		if errors.As(err, &exit) {

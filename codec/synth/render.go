@@ -3,6 +3,8 @@ package synth
 import (
 	"image"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/medvseg/medvseg/codec"
 )
@@ -21,13 +23,31 @@ func (s *Scene) Render(index int, f *codec.Frame, mask *image.Gray) *image.Gray 
 		mask = image.NewGray(image.Rect(0, 0, o.Width, o.Height))
 	}
 
+	// Rows are independent, so bands of rows render in parallel.
+	bands := runtime.GOMAXPROCS(0)
+	rowsPerBand := (o.Height + bands - 1) / bands
+	var wg sync.WaitGroup
+	for y0 := 0; y0 < o.Height; y0 += rowsPerBand {
+		wg.Add(1)
+		go func(y0, y1 int) {
+			defer wg.Done()
+			s.renderRows(y0, y1, index, f, mask)
+		}(y0, min(y0+rowsPerBand, o.Height))
+	}
+	wg.Wait()
+
+	return mask
+}
+
+func (s *Scene) renderRows(y0, y1, index int, f *codec.Frame, mask *image.Gray) {
+	o := s.options
 	cam := s.cameraAt(index)
 	lx, ly, radius, reach := s.lesionAt(index)
 	halfW, halfH := float64(o.Width)/2, float64(o.Height)/2
 	cornerSquared := halfW*halfW + halfH*halfH
 	noiseSeed := uint64(index)*0x9e3779b97f4a7c15 ^ o.RandomSeed
 
-	for y := 0; y < o.Height; y++ {
+	for y := y0; y < y1; y++ {
 		for x := 0; x < o.Width; x++ {
 			px, py := float64(x)+0.5-halfW, float64(y)+0.5-halfH
 			wx := cam.cx + (cam.cos*px-cam.sin*py)/cam.zoom
@@ -66,8 +86,6 @@ func (s *Scene) Render(index int, f *codec.Frame, mask *image.Gray) *image.Gray 
 			}
 		}
 	}
-
-	return mask
 }
 
 // lesionColour returns the mottled lesion surface colour at a world position.
