@@ -48,8 +48,7 @@ func (p DISPreset) String() string {
 var disHandles atomic.Int64
 
 // DISFlow computes dense optical flow with OpenCV's Dense Inverse Search
-// (cv::DISOpticalFlow, Kroeger et al., ECCV 2016). It is not safe for
-// concurrent use.
+// (cv::DISOpticalFlow). It is not safe for concurrent use.
 type DISFlow struct {
 	handle   C.DISFlowHandle
 	preset   DISPreset

@@ -39,8 +39,9 @@ const (
 var FlowMethods = []string{FlowDISUltrafast, FlowDISFast, FlowDISMedium, FlowFarneback}
 
 // minFlowSide is the smallest width or height of the images that flow is
-// computed on. It keeps DIS's 8-pixel patches and Farneback's pyramid
-// (3 levels at scale 0.5) on images of at least a few pixels.
+// computed on, so that DIS's 8-pixel patches and Farneback's pyramid (3
+// levels at scale 0.5) work on images of several patches.
+// NOTE: 32 is a chosen margin, not the smallest size either method accepts.
 const minFlowSide = 32
 
 // FlowOptions selects a flow method and the resolution it runs at.

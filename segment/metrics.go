@@ -8,9 +8,9 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// DAVISBoundaryTolerance is the boundary matching tolerance of the DAVIS
-// benchmark, as a fraction of the image diagonal (its f_measure uses
-// bound_th = 0.008).
+// DAVISBoundaryTolerance is the default boundary matching tolerance of the
+// DAVIS benchmark, as a fraction of the image diagonal (bound_th in
+// measures/f_boundary.m of github.com/davisvideochallenge/davis-matlab).
 const DAVISBoundaryTolerance = 0.008
 
 // Dice returns the Dice coefficient 2|A∩B| / (|A|+|B|) of two binary masks
@@ -68,16 +68,19 @@ type BoundaryScore struct {
 	F float64
 }
 
-// BoundaryF computes the boundary F-score of the DAVIS benchmark (Perazzi et
-// al., CVPR 2016) of mask pred against ground truth gt, both of one size with
-// foreground > 127. Boundary pixels are foreground pixels with a background
-// 4-neighbour, and pixels on the image edge count as having foreground
-// outside. Two boundaries match within a disc whose radius is
-// ceil(tolerance * image diagonal) pixels; DAVISBoundaryTolerance is the
-// benchmark's value. As in DAVIS, when one mask has no boundary its
-// precision or recall is 1 and the other 0, so F is 0, and when neither has
-// one all three are 1. The same holds for empty masks, so an empty mask
-// against a mask that fills the image scores 0.
+// BoundaryF computes the boundary F-score of the DAVIS benchmark of mask
+// pred against ground truth gt, both of one size with foreground > 127.
+// Boundaries match within a disc of radius ceil(tolerance * image diagonal)
+// pixels, where DAVISBoundaryTolerance is the benchmark's value. As in
+// DAVIS, a mask with no boundary gets precision or recall 1 and the other 0,
+// so F is 0, and when neither mask has one all three are 1. Empty masks
+// follow the same rule, so an empty mask against one that fills the image
+// scores 0.
+//
+// NOTE: boundary pixels here are foreground pixels with a background
+// 4-neighbour, and the image edge is no boundary. DAVIS's seg2bmap marks
+// pixels whose right, lower or lower-right neighbour differs, which puts
+// the boundary half a pixel away, so scores can differ slightly.
 func BoundaryF(pred, gt *image.Gray, tolerance float64) (BoundaryScore, error) {
 	if !(tolerance > 0) || math.IsInf(tolerance, 0) {
 		return BoundaryScore{}, fmt.Errorf("boundary F: invalid tolerance %v: must be a positive fraction of the image diagonal, for example %v",
@@ -111,7 +114,7 @@ func BoundaryF(pred, gt *image.Gray, tolerance float64) (BoundaryScore, error) {
 
 	width, height := pred.Rect.Dx(), pred.Rect.Dy()
 	radius := int(math.Ceil(tolerance * math.Hypot(float64(width), float64(height))))
-	disc := gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(2*radius+1, 2*radius+1))
+	disc := discKernel(radius)
 	defer disc.Close()
 
 	s := BoundaryScore{
@@ -146,6 +149,24 @@ func matchedFraction(a, b, disc gocv.Mat, n int) float64 {
 	gocv.Dilate(b, &near, disc)
 	gocv.BitwiseAnd(a, near, &near)
 	return float64(gocv.CountNonZero(near)) / float64(n)
+}
+
+// discKernel returns the structuring element of DAVIS: the offsets (x, y)
+// with x² + y² <= radius². cv::MORPH_ELLIPSE differs from it at the
+// diagonals, for example it includes (2, 1) for radius 2.
+func discKernel(radius int) gocv.Mat {
+	side := 2*radius + 1
+	kernel := gocv.NewMatWithSize(side, side, gocv.MatTypeCV8U)
+	for y := -radius; y <= radius; y++ {
+		for x := -radius; x <= radius; x++ {
+			var v uint8
+			if x*x+y*y <= radius*radius {
+				v = 1
+			}
+			kernel.SetUCharAt(y+radius, x+radius, v)
+		}
+	}
+	return kernel
 }
 
 // boundary returns the foreground pixels of bin (0 or 255) that have a

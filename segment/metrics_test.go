@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"gocv.io/x/gocv"
 )
 
 // filledMask returns a width x height mask with every pixel set to v.
@@ -146,5 +148,23 @@ func TestMetricsRejectBadInput(t *testing.T) {
 		if _, err := BoundaryF(a, a, tol); err == nil || !strings.Contains(err.Error(), "invalid tolerance") {
 			t.Errorf("BoundaryF tolerance %v: error %v, expected an invalid tolerance error", tol, err)
 		}
+	}
+}
+
+func TestDiscKernelMatchesDAVIS(t *testing.T) {
+	kernel := discKernel(2)
+	defer kernel.Close()
+
+	cases := []struct {
+		x, y int
+		want uint8
+	}{{0, 0, 1}, {2, 0, 1}, {0, -2, 1}, {1, 1, 1}, {2, 1, 0}, {-1, 2, 0}, {2, 2, 0}}
+	for _, c := range cases {
+		if v := kernel.GetUCharAt(c.y+2, c.x+2); v != c.want {
+			t.Errorf("radius 2, offset (%d,%d): %d, expected %d", c.x, c.y, v, c.want)
+		}
+	}
+	if n := gocv.CountNonZero(kernel); n != 13 {
+		t.Errorf("radius 2: %d offsets, expected 13", n)
 	}
 }
