@@ -12,12 +12,17 @@ TEST_TIMEOUT ?= 35m
 # Tests load the same ONNX Runtime library as the binary.
 export MEDVSEG_ORT_LIB ?= $(ORT_LIB)
 
-.PHONY: all setup build test demo bench clean
+.PHONY: all setup setup-cuda build test demo bench clean
 
 all: build
 
 setup:
 	@scripts/setup.sh $(DEPS)
+
+# The CUDA build of ONNX Runtime, for machines with an NVIDIA GPU, CUDA 13 and
+# cuDNN 9; run medvseg with --ort-lib $(DEPS)/onnxruntime-cuda/libonnxruntime.so.
+setup-cuda:
+	@scripts/setup-cuda.sh $(DEPS)
 
 build: setup
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/medvseg
