@@ -61,3 +61,27 @@ func grayView(img *image.Gray) (gocv.Mat, error) {
 	}
 	return gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC1, img.Pix[:w*h])
 }
+
+// Threshold writes into dst (resized when needed) 255 where the map is above
+// threshold and 0 elsewhere, and returns the number of foreground pixels.
+func (m *Map) Threshold(threshold float64, dst *image.Gray) int {
+	fitGray(dst, m.Width, m.Height)
+
+	t := float32(threshold)
+	area := 0
+	for i, v := range m.Pix {
+		if v > t {
+			dst.Pix[i] = 255
+			area++
+		} else {
+			dst.Pix[i] = 0
+		}
+	}
+	return area
+}
+
+// CopyFrom makes m a copy of src, reusing m's buffer when possible.
+func (m *Map) CopyFrom(src *Map) {
+	m.Resize(src.Width, src.Height)
+	copy(m.Pix, src.Pix)
+}
