@@ -1,0 +1,47 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/medvseg/medvseg/codec"
+)
+
+// Source delivers decoded frames; *codec.Reader is one.
+type Source interface {
+	// Read decodes the next frame into f and returns io.EOF after the last.
+	Read(f *codec.Frame) error
+	// Info describes the frames Read delivers.
+	Info() codec.Info
+}
+
+// Produce decodes frames from src into ring slots until the source ends, an
+// error occurs or ctx ends. It closes the ring when it returns, so the
+// consumer sees the end of input. The end of the source returns nil.
+func Produce(ctx context.Context, src Source, ring *Ring) error {
+	defer ring.Close()
+
+	for {
+		slot, err := ring.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+
+		slot.Times.Reset()
+		slot.Times.Captured = time.Now()
+		err = src.Read(&slot.Frame)
+		if errors.Is(err, io.EOF) {
+			ring.Abandon(slot)
+			return nil
+		}
+		if err != nil {
+			ring.Abandon(slot)
+			return err
+		}
+
+		slot.Times.Decoded = time.Now()
+		ring.Publish(slot)
+	}
+}
