@@ -28,8 +28,9 @@ var DefaultOverlayOptions = OverlayOptions{
 }
 
 // Overlay draws masks on frames. It keeps its Mats between calls, so frames
-// of one size allocate no Mats after the first. An Overlay is not safe for
-// concurrent use.
+// of one size allocate no pixel buffers after the first, only the Mat
+// headers that wrap the frame and the mask and the contour vector. An
+// Overlay is not safe for concurrent use.
 type Overlay struct {
 	options OverlayOptions
 	colour  gocv.Mat // CV_8UC3, the frame size filled with the colour
@@ -85,7 +86,6 @@ func (o *Overlay) Draw(frame *codec.Frame, mask *image.Gray) error {
 		o.fill(&frameMat, width, height)
 	}
 	if o.options.LineWidth > 0 {
-		// NOTE: gocv allocates the contour vector on every call.
 		contours := gocv.FindContours(o.binary, gocv.RetrievalList, gocv.ChainApproxSimple)
 		gocv.DrawContours(&frameMat, contours, -1, o.options.Colour, o.options.LineWidth)
 		contours.Close()

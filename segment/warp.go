@@ -12,8 +12,9 @@ import (
 
 // Warper warps masks, probability maps and flow fields by a flow field with
 // cv::remap. It keeps the sampling grid and scratch Mats between calls, so
-// repeated calls at one size allocate no Mats. The zero value is ready for
-// use. A Warper is not safe for concurrent use.
+// repeated calls at one size allocate no pixel buffers, only the Mat headers
+// that wrap the caller's images. The zero value is ready for use. A Warper
+// is not safe for concurrent use.
 //
 // All warps are backward warps: the output is defined on the flow's own
 // grid, and output pixel x takes the input's value at x + flow(x). Warping
