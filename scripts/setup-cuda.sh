@@ -5,10 +5,15 @@
 #   - com.github.asus4.onnxruntime: libonnxruntime.so (ONNX Runtime 1.29.0,
 #     which serves the 1.24 C API that onnxruntime_go v1.27.0 requests);
 #   - com.github.asus4.onnxruntime.linux-x64-gpu: libonnxruntime_providers_cuda.so
-#     and libonnxruntime_providers_shared.so, which ONNX Runtime loads from the
-#     folder of libonnxruntime.so.
+#     and libonnxruntime_providers_shared.so.
 # The CUDA provider needs CUDA 13 (libcudart.so.13, libcublas.so.13,
 # libcublasLt.so.13, libcurand.so.10) and cuDNN 9 on the library path.
+# NOTE: this libonnxruntime.so is built without the classic CUDA provider:
+# the CUDA options API that medvseg calls through onnxruntime_go returns
+# "CUDA execution provider is not enabled in this build". Its
+# libonnxruntime_providers_cuda.so is a plugin provider (it exports
+# CreateEpFactories), and registering a plugin needs the execution-provider
+# device API, which onnxruntime_go v1.27.0 does not wrap.
 # The download is about 330 MB and the unpacked files about 260 MB.
 # Usage: scripts/setup-cuda.sh DEPS_DIR
 set -euo pipefail

@@ -10,7 +10,7 @@ import (
 // Device is the hardware a model runs on.
 type Device string
 
-// Devices accepted by ModelOptions and --device.
+// Devices that ModelOptions accepts.
 const (
 	// DeviceAuto picks CUDA when the loaded ONNX Runtime has a working CUDA
 	// provider, else the CPU.

@@ -20,7 +20,7 @@ type ModelOptions struct {
 	// Device is auto, cpu or cuda; "" means auto.
 	Device Device
 	// IntraOpThreads is the number of threads ONNX Runtime uses inside one
-	// operator; 0 means ONNX Runtime's default of one per physical core.
+	// operator. 0 means ONNX Runtime's default.
 	IntraOpThreads int
 	// BatchSize is the number of frames per inference call. 0 means the
 	// model's static batch size, or 1 when the batch dimension is dynamic.
@@ -60,9 +60,13 @@ func LoadModel(path string, o ModelOptions) (*Model, error) {
 	if !ort.IsInitialized() {
 		return nil, fmt.Errorf("load model %q: ONNX Runtime is not loaded: call segment.InitRuntime first", path)
 	}
-	if o.IntraOpThreads < 0 || o.BatchSize < 0 {
-		return nil, fmt.Errorf("load model %q: invalid %d intra-op threads or batch size %d: "+
-			"expected 0 (default) or a positive number", path, o.IntraOpThreads, o.BatchSize)
+	if o.IntraOpThreads < 0 {
+		return nil, fmt.Errorf("load model %q: invalid intra-op thread count %d: expected 0 "+
+			"(ONNX Runtime's default) or a positive number", path, o.IntraOpThreads)
+	}
+	if o.BatchSize < 0 {
+		return nil, fmt.Errorf("load model %q: invalid batch size %d: expected 0 (the model's) "+
+			"or a positive number", path, o.BatchSize)
 	}
 	device, err := ParseDevice(string(o.Device))
 	if err != nil {
@@ -92,9 +96,9 @@ func LoadModel(path string, o ModelOptions) (*Model, error) {
 	return m, nil
 }
 
-// resolveShapes checks the model's tensor shapes against the N x 3 x H x W
-// to N x 1 x H x W contract, fills info.InputSize from the static input
-// shape when the metadata has none, and returns the batch size to use.
+// resolveShapes checks the tensor shapes against the contract of input
+// N x 3 x H x W and output N x 1 x H x W, and returns the batch size to use.
+// It takes info.InputSize from the static input shape when the metadata has none.
 func resolveShapes(info *ModelInfo, input, output ort.Shape, requested int) (int, error) {
 	if len(input) != 4 || (input[1] >= 0 && input[1] != 3) {
 		return 0, fmt.Errorf("input %q has shape %v: expected N x 3 x H x W (RGB, NCHW); "+
