@@ -64,9 +64,10 @@ func (g *Graph) MaxPool(x string, kernel, stride int) string {
 }
 
 // Resize adds bilinear resizing of an NCHW tensor by the given scale factors
-// (ONNX Resize, mode "linear", coordinate transformation "half_pixel"). This
-// matches torch.nn.functional.interpolate with mode="bilinear" and
-// align_corners=False for every output larger than one pixel.
+// (ONNX Resize, mode "linear", coordinate transformation "half_pixel").
+// PyTorch's interpolate with mode="bilinear" and align_corners=False uses the
+// same half-pixel mapping, which differs only for one-pixel outputs. No test
+// here compares the two.
 func (g *Graph) Resize(x string, scaleHeight, scaleWidth float32) string {
 	g.counts["Resize"]++
 	n := g.counts["Resize"]

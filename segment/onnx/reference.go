@@ -211,8 +211,8 @@ func RandomUNetWeights(channels []int, randomSeed uint64) map[string][]float32 {
 // Input "image" is N x 3 x Height x Width with a dynamic batch size, output
 // "logits" is N x 1 x Height x Width. Between encoder levels sits a 2x2 max
 // pooling with stride 2. Each decoder level upsamples by 2 (bilinear,
-// align_corners=False) and concatenates [skip, upsampled] on the channel
-// axis, the skip first. weights must contain every parameter with its exact
+// align_corners=False) and concatenates [upsampled, skip] on the channel
+// axis, the upsampled map first, as the trainer's torch::nn U-Net does. weights must contain every parameter with its exact
 // number of values; PyTorch's bnK.num_batches_tracked entries are ignored.
 func UNet(o UNetOptions, weights map[string][]float32) (*Model, error) {
 	channels := unetChannels(o.Channels)
@@ -237,7 +237,7 @@ func UNet(o UNetOptions, weights map[string][]float32) (*Model, error) {
 	}
 	for i := len(channels) - 1; i >= 1; i-- {
 		up := g.Resize(x, 2, 2)
-		x = g.Concat(1, skips[i-1], up)
+		x = g.Concat(1, up, skips[i-1])
 		x = b.block(fmt.Sprintf("dec%d", i), x)
 	}
 
