@@ -152,11 +152,37 @@ func (t TensorInfo) Len() int {
 
 // Model is a U-Net with its AdamW optimizer in libtorch memory. Close frees
 // it. A Model is not safe for concurrent use.
+//
+// Every libtorch call of a Model runs on one goroutine locked to its OS
+// thread. libtorch 1.13 on Debian parallelises with OpenMP, which keeps the
+// thread count and a pool of worker threads per calling thread, so calls
+// from whichever thread Go picks would start new pools (and new malloc
+// arenas) and grow memory with every new thread.
 type Model struct {
 	handle   *C.ms_unet
 	channels []int
 	tensors  []TensorInfo
 	index    map[string]int
+	calls    chan func()
+	returned chan struct{}
+}
+
+// serve runs the model's libtorch calls on a locked OS thread until calls
+// is closed.
+func (m *Model) serve() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	for call := range m.calls {
+		call()
+		m.returned <- struct{}{}
+	}
+}
+
+// do runs call on the model's libtorch thread and waits for it.
+func (m *Model) do(call func()) {
+	m.calls <- call
+	<-m.returned
 }
 
 // New builds a U-Net with freshly initialised weights (libtorch's default
@@ -183,14 +209,24 @@ func New(config Config) (*Model, error) {
 		cChannels[i] = C.int64_t(c)
 	}
 
-	var handle *C.ms_unet
-	err := shimError(C.ms_unet_new(&cChannels[0], C.int(len(channels)), C.uint64_t(config.RandomSeed),
-		C.int(threads), C.double(config.LearningRate), C.double(config.WeightDecay), &handle))
+	m := &Model{
+		channels: slices.Clone(channels),
+		index:    map[string]int{},
+		calls:    make(chan func()),
+		returned: make(chan struct{}),
+	}
+	go m.serve()
+
+	var err error
+	m.do(func() {
+		err = shimError(C.ms_unet_new(&cChannels[0], C.int(len(channels)), C.uint64_t(config.RandomSeed),
+			C.int(threads), C.double(config.LearningRate), C.double(config.WeightDecay), &m.handle))
+	})
 	if err != nil {
+		close(m.calls)
 		return nil, fmt.Errorf("unet: create model with channels %v: %w", channels, err)
 	}
 
-	m := &Model{handle: handle, channels: slices.Clone(channels), index: map[string]int{}}
 	if err := m.loadTensorInfo(); err != nil {
 		m.Close()
 		return nil, err
@@ -216,7 +252,11 @@ func (m *Model) loadTensorInfo() error {
 		var name *C.char
 		var dims [8]C.int64_t
 		var ndim, isBuffer C.int
-		if err := shimError(C.ms_unet_tensor_info(m.handle, C.int(i), &name, &dims[0], &ndim, &isBuffer)); err != nil {
+		var err error
+		m.do(func() {
+			err = shimError(C.ms_unet_tensor_info(m.handle, C.int(i), &name, &dims[0], &ndim, &isBuffer))
+		})
+		if err != nil {
 			return fmt.Errorf("unet: describe tensor %d: %w", i, err)
 		}
 
@@ -232,10 +272,13 @@ func (m *Model) loadTensorInfo() error {
 
 // Close frees the model and its optimizer. Later calls do nothing.
 func (m *Model) Close() error {
-	if m.handle != nil {
-		C.ms_unet_free(m.handle)
-		m.handle = nil
+	if m.handle == nil {
+		return nil
 	}
+
+	m.do(func() { C.ms_unet_free(m.handle) })
+	m.handle = nil
+	close(m.calls)
 	return nil
 }
 
@@ -247,7 +290,9 @@ func (m *Model) Threads() (int, error) {
 	if m.handle == nil {
 		return 0, ErrClosed
 	}
-	return int(C.ms_unet_threads(m.handle)), nil
+	var threads C.int
+	m.do(func() { threads = C.ms_unet_threads(m.handle) })
+	return int(threads), nil
 }
 
 // TrainStep runs one training step on the batch: forward pass in training
@@ -265,9 +310,11 @@ func (m *Model) TrainStep(batch Batch, weights LossWeights) (Loss, float32, erro
 	w := weights.array()
 	var parts [C.MS_LOSS_PARTS]C.float
 	var dice C.float
-	err := shimError(C.ms_unet_train_step(m.handle, cFloats(batch.Images), cFloats(batch.Masks),
-		C.int64_t(batch.N), C.int64_t(batch.Height), C.int64_t(batch.Width), &w[0], &parts[0], &dice))
-	runtime.KeepAlive(batch)
+	var err error
+	m.do(func() {
+		err = shimError(C.ms_unet_train_step(m.handle, cFloats(batch.Images), cFloats(batch.Masks),
+			C.int64_t(batch.N), C.int64_t(batch.Height), C.int64_t(batch.Width), &w[0], &parts[0], &dice))
+	})
 	if err != nil {
 		return Loss{}, 0, fmt.Errorf("unet: training step on %d images of %dx%d: %w",
 			batch.N, batch.Width, batch.Height, err)
@@ -297,10 +344,11 @@ func (m *Model) Forward(batch Batch, weights LossWeights, logits []float32) (Los
 	if withMasks {
 		masks = cFloats(batch.Masks)
 	}
-	err := shimError(C.ms_unet_forward(m.handle, cFloats(batch.Images), masks, C.int64_t(batch.N),
-		C.int64_t(batch.Height), C.int64_t(batch.Width), &w[0], cFloats(logits), &parts[0]))
-	runtime.KeepAlive(batch)
-	runtime.KeepAlive(logits)
+	var err error
+	m.do(func() {
+		err = shimError(C.ms_unet_forward(m.handle, cFloats(batch.Images), masks, C.int64_t(batch.N),
+			C.int64_t(batch.Height), C.int64_t(batch.Width), &w[0], cFloats(logits), &parts[0]))
+	})
 	if err != nil {
 		return Loss{}, fmt.Errorf("unet: forward pass on %d images of %dx%d: %w",
 			batch.N, batch.Width, batch.Height, err)
@@ -313,7 +361,9 @@ func (m *Model) SetLearningRate(lr float64) error {
 	if m.handle == nil {
 		return ErrClosed
 	}
-	if err := shimError(C.ms_unet_set_learning_rate(m.handle, C.double(lr))); err != nil {
+	var err error
+	m.do(func() { err = shimError(C.ms_unet_set_learning_rate(m.handle, C.double(lr))) })
+	if err != nil {
 		return fmt.Errorf("unet: set learning rate %v: %w", lr, err)
 	}
 	return nil
@@ -355,7 +405,9 @@ func (m *Model) ReadTensor(name string, dst []float32) ([]float32, error) {
 		return dst, nil
 	}
 
-	err = shimError(C.ms_unet_tensor_read(m.handle, C.int(i), cFloats(dst), C.int64_t(len(dst))))
+	m.do(func() {
+		err = shimError(C.ms_unet_tensor_read(m.handle, C.int(i), cFloats(dst), C.int64_t(len(dst))))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("unet: read %s: %w", name, err)
 	}
@@ -377,7 +429,9 @@ func (m *Model) WriteTensor(name string, values []float32) error {
 		return nil
 	}
 
-	err = shimError(C.ms_unet_tensor_write(m.handle, C.int(i), cFloats(values), C.int64_t(len(values))))
+	m.do(func() {
+		err = shimError(C.ms_unet_tensor_write(m.handle, C.int(i), cFloats(values), C.int64_t(len(values))))
+	})
 	if err != nil {
 		return fmt.Errorf("unet: write %s: %w", name, err)
 	}
@@ -403,8 +457,10 @@ func (m *Model) readAdamW(name string) (state adamwState, ok bool, err error) {
 
 	var step C.int64_t
 	var present C.int
-	err = shimError(C.ms_unet_adamw_read(m.handle, C.int(i), cFloats(state.ExpAvg), cFloats(state.ExpAvgSq),
-		C.int64_t(info.Len()), &step, &present))
+	m.do(func() {
+		err = shimError(C.ms_unet_adamw_read(m.handle, C.int(i), cFloats(state.ExpAvg), cFloats(state.ExpAvgSq),
+			C.int64_t(info.Len()), &step, &present))
+	})
 	if err != nil {
 		return adamwState{}, false, fmt.Errorf("unet: read AdamW state of %s: %w", name, err)
 	}
@@ -422,8 +478,10 @@ func (m *Model) writeAdamW(name string, state adamwState) error {
 			name, len(state.ExpAvg), len(state.ExpAvgSq), info.Shape, info.Len())
 	}
 
-	err = shimError(C.ms_unet_adamw_write(m.handle, C.int(i), cFloats(state.ExpAvg), cFloats(state.ExpAvgSq),
-		C.int64_t(info.Len()), C.int64_t(state.Step)))
+	m.do(func() {
+		err = shimError(C.ms_unet_adamw_write(m.handle, C.int(i), cFloats(state.ExpAvg), cFloats(state.ExpAvgSq),
+			C.int64_t(info.Len()), C.int64_t(state.Step)))
+	})
 	if err != nil {
 		return fmt.Errorf("unet: write AdamW state of %s: %w", name, err)
 	}
@@ -444,7 +502,7 @@ func lossFrom(parts [C.MS_LOSS_PARTS]C.float) Loss {
 }
 
 // cFloats passes a Go slice to C for the duration of one call; the shim
-// keeps no pointer to it.
+// keeps no pointer to it. The closures passed to do keep the slices alive.
 func cFloats(values []float32) *C.float {
 	return (*C.float)(unsafe.Pointer(unsafe.SliceData(values)))
 }
