@@ -4,6 +4,9 @@ import (
 	"os"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/medvseg/medvseg/codec"
+	"github.com/medvseg/medvseg/stream"
 )
 
 // newProgress returns a progress bar on stderr when it is a terminal, else
@@ -22,4 +25,20 @@ func newProgress(total int, description string) *progressbar.ProgressBar {
 		progressbar.OptionThrottle(100_000_000),
 		progressbar.OptionClearOnFinish(),
 	)
+}
+
+// progressSource advances a progress bar for every frame read.
+type progressSource struct {
+	stream.Source
+	bar *progressbar.ProgressBar
+}
+
+func (s *progressSource) Read(f *codec.Frame) error {
+	err := s.Source.Read(f)
+	if err == nil {
+		s.bar.Add(1)
+	} else {
+		s.bar.Finish()
+	}
+	return err
 }

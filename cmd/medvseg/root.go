@@ -48,6 +48,8 @@ trains a small U-Net on them and runs it in real time.`,
 		newDoctorCommand(&global),
 		newExtractCommand(),
 		newSynthCommand(),
+		newProcessCommand(&global),
+		newTrainCommand(),
 	)
 
 	return root

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog/log"
+	"github.com/spf13/cobra"
+
+	"github.com/medvseg/medvseg/codec"
+	"github.com/medvseg/medvseg/segment"
+	"github.com/medvseg/medvseg/stream"
+)
+
+type processOptions struct {
+	out       string
+	model     string
+	seeds     string
+	masksDir  string
+	interval  int
+	flow      string
+	flowScale float64
+	device    string
+	threads   int
+	threshold float64
+	alpha     float64
+	smooth    float64
+	crf       int
+	preset    string
+}
+
+func newProcessCommand(global *globalOptions) *cobra.Command {
+	var o processOptions
+
+	cmd := &cobra.Command{
+		Use:   "process VIDEO -o overlay.mp4 (--model model.onnx | --seeds DIR)",
+		Short: "Segment a recorded video and write it with the lesion overlay",
+		Long: `process runs the model on keyframes of a recorded video and propagates the
+mask with optical flow on the frames between, then writes the video with the
+mask drawn over it. The output is deterministic: the same input and options
+give the same overlay whatever the machine load.
+
+With --seeds DIR and no model, the seed masks in DIR (PNG, named by the
+1-based number of their frame, such as 0001.png) are propagated through the
+video instead: a preview of the seeds before training.
+
+It ends by printing frame and keyframe counts, frames per second, and the
+latency of each stage after decoding started (p50, p95, max).`,
+		Example: "  medvseg process clip.mp4 -o overlay.mp4 --model run/model.onnx --masks-dir masks\n" +
+			"  medvseg process clip.mp4 -o preview.mp4 --seeds seeds/",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runProcess(cmd, global, args[0], o)
+		},
+	}
+
+	f := cmd.Flags()
+	f.StringVarP(&o.out, "out", "o", "", "output mp4 with the overlay (required)")
+	f.StringVar(&o.model, "model", "", "ONNX model to run on keyframes")
+	f.StringVar(&o.seeds, "seeds", "", "folder of seed masks to propagate instead of running a model")
+	f.StringVar(&o.masksDir, "masks-dir", "", "also write every binary mask (0/255 PNG, 0001.png ...) to this folder")
+	f.IntVar(&o.interval, "keyframe-interval", 5, "run the model at least every N frames; 1 runs it on every frame")
+	f.StringVar(&o.flow, "flow", segment.FlowDISUltrafast, fmt.Sprintf("optical flow method: one of %v", segment.FlowMethods))
+	f.Float64Var(&o.flowScale, "flow-scale", 0.5, "resolution of the optical flow as a fraction of the frame size, in (0, 1]")
+	f.StringVar(&o.device, "device", "auto", "where the model runs: auto (CUDA when available, else CPU), cpu or cuda")
+	f.IntVar(&o.threads, "threads", 0, "ONNX Runtime threads per operator; 0 lets ONNX Runtime choose")
+	f.Float64Var(&o.threshold, "threshold", 0, "probability above which a pixel is lesion, in (0, 1); 0 uses the model's own")
+	f.Float64Var(&o.alpha, "alpha", segment.DefaultOverlayOptions.Opacity, "opacity of the overlay fill, in [0, 1]")
+	f.Float64Var(&o.smooth, "smooth", 0, "weight in [0, 1) of the propagated mask blended into each model result; 0 is off")
+	f.IntVar(&o.crf, "crf", 20, "x264 constant rate factor of the output, 0-51, lower is better quality")
+	f.StringVar(&o.preset, "preset", "veryfast", "x264 speed preset of the output")
+	cmd.MarkFlagRequired("out")
+
+	return cmd
+}
+
+func runProcess(cmd *cobra.Command, global *globalOptions, video string, o processOptions) error {
+	if err := checkProcessPaths(video, o); err != nil {
+		return err
+	}
+
+	reader, err := codec.Open(video, codec.ReaderOptions{})
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	info := reader.Info()
+
+	segmenter, threshold, closeSegmenter, err := newSegmenter(global, o, info)
+	if err != nil {
+		return err
+	}
+	defer closeSegmenter()
+
+	options := stream.Options{
+		KeyframeInterval: o.interval,
+		Flow:             segment.FlowOptions{Method: o.flow, Scale: o.flowScale},
+		Threshold:        threshold,
+		Smooth:           o.smooth,
+		Overlay:          segment.DefaultOverlayOptions,
+	}
+	options.Overlay.Opacity = o.alpha
+	if o.seeds != "" {
+		// Seeds exist only on their own frames: ask on every frame.
+		options.KeyframeInterval = 1
+	}
+
+	processor, err := stream.NewProcessor(segmenter, options)
+	if err != nil {
+		return err
+	}
+	defer processor.Close()
+
+	sinks, err := newProcessSinks(o, info)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	log.Info().Str("video", video).Str("out", o.out).Int("width", info.Width).Int("height", info.Height).
+		Float64("fps", info.FrameRate).Int("keyframe_interval", options.KeyframeInterval).Str("flow", o.flow).
+		Msg("process")
+
+	stats, err := processor.Run(ctx, &progressSource{Source: reader, bar: newProgress(info.FrameCount, "process")}, sinks...)
+	if err != nil {
+		return err
+	}
+
+	if seeds, ok := segmenter.(*stream.SeedSegmenter); ok && seeds.Used() == 0 {
+		return fmt.Errorf("no seed mask in %q matches a frame of %q", o.seeds, video)
+	}
+
+	printStats(cmd.OutOrStdout(), stats)
+	log.Info().Str("out", o.out).Int("frames", stats.Frames).Int("keyframes", stats.Keyframes).
+		Float64("fps", stats.FPS()).Msg("processed")
+	return nil
+}
+
+func checkProcessPaths(video string, o processOptions) error {
+	if (o.model == "") == (o.seeds == "") {
+		return errors.New("give exactly one of --model (a trained ONNX model) or --seeds (a folder of seed masks)")
+	}
+
+	in, errIn := filepath.Abs(video)
+	out, errOut := filepath.Abs(o.out)
+	if errIn == nil && errOut == nil && in == out {
+		return fmt.Errorf("output %q is the input video: choose another --out", o.out)
+	}
+	if same, err := sameFile(video, o.out); err == nil && same {
+		return fmt.Errorf("output %q is the input video: choose another --out", o.out)
+	}
+	return nil
+}
+
+func sameFile(a, b string) (bool, error) {
+	infoA, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	infoB, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(infoA, infoB), nil
+}
+
+// newSegmenter loads the model or the seeds, and returns the threshold to
+// use and a function that releases what it loaded.
+func newSegmenter(global *globalOptions, o processOptions, info codec.Info) (stream.Segmenter, float64, func(), error) {
+	if o.seeds != "" {
+		seeds, err := stream.NewSeedSegmenter(o.seeds, info.FrameCount)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return seeds, thresholdOr(o.threshold, 0.5), func() {}, nil
+	}
+
+	model, err := loadModel(global, o.model, o.device, o.threads)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	threshold := thresholdOr(o.threshold, float64(model.Info().Threshold))
+	return stream.NewModelSegmenter(model), threshold, func() { model.Close() }, nil
+}
+
+func thresholdOr(flagValue, fallback float64) float64 {
+	if flagValue != 0 {
+		return flagValue
+	}
+	return fallback
+}
+
+// loadModel loads ONNX Runtime and a model on the requested device.
+func loadModel(global *globalOptions, path, device string, threads int) (*segment.Model, error) {
+	parsed, err := segment.ParseDevice(device)
+	if err != nil {
+		return nil, err
+	}
+	if err := segment.InitRuntime(segment.LibraryPath(global.ortLib)); err != nil {
+		return nil, err
+	}
+	return segment.LoadModel(path, segment.ModelOptions{Device: parsed, IntraOpThreads: threads})
+}
+
+func newProcessSinks(o processOptions, info codec.Info) ([]stream.Sink, error) {
+	mp4, err := stream.NewMP4Sink(o.out, codec.WriterOptions{EncoderOptions: codec.EncoderOptions{
+		Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, CRF: o.crf, Preset: o.preset,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	sinks := []stream.Sink{mp4}
+
+	if o.masksDir != "" {
+		masks, err := stream.NewMasksSink(o.masksDir)
+		if err != nil {
+			mp4.Close(err)
+			return nil, err
+		}
+		sinks = append(sinks, masks)
+	}
+	return sinks, nil
+}
+
+func printStats(out io.Writer, stats stream.Stats) {
+	fmt.Fprintf(out, "frames     %d\n", stats.Frames)
+	fmt.Fprintf(out, "keyframes  %d", stats.Keyframes)
+	reasons := make([]string, 0, len(stats.Reasons))
+	for reason := range stats.Reasons {
+		reasons = append(reasons, reason)
+	}
+	sort.Strings(reasons)
+	for _, reason := range reasons {
+		fmt.Fprintf(out, "  %s %d", reason, stats.Reasons[reason])
+	}
+	fmt.Fprintf(out, "\nfps        %.1f (%d frames in %.2f s)\n\n", stats.FPS(), stats.Frames, stats.Elapsed.Seconds())
+
+	table := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(table, "latency after decode start\tp50 ms\tp95 ms\tmax ms\t")
+	for _, stage := range stream.Stages {
+		s, ok := stats.Latency[stage]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(table, "%s\t%.1f\t%.1f\t%.1f\t\n", stage, ms(s.P50), ms(s.P95), ms(s.Max))
+	}
+	table.Flush()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
