@@ -16,7 +16,7 @@ apt_packages=(
   pkg-config ffmpeg
   libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev
   libavutil-dev libswscale-dev libswresample-dev
-  libopencv-dev
+  libopencv-dev libtorch-dev
 )
 
 missing=()
