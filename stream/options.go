@@ -33,9 +33,14 @@ type Options struct {
 // keyframe. A zero limit takes its default; a negative one turns that check off.
 type DriftOptions struct {
 	// PhotometricError is the mean absolute grey-level difference (0-255)
-	// between a frame and the previous frame warped onto it. It catches
-	// scene cuts and failed flow. Default 20.
+	// between a frame and the previous frame warped onto it. A frame is a
+	// keyframe when its error is above this floor and above
+	// PhotometricRatio times the median error of the recent frames, which
+	// catches scene cuts and failed flow whatever the usual level of the
+	// video. Default 6.
 	PhotometricError float64
+	// PhotometricRatio is the factor over the recent median error; default 3.
+	PhotometricRatio float64
 	// AreaChange is the relative change of the lesion area between a frame
 	// and the previous one. Default 0.5.
 	AreaChange float64
@@ -83,7 +88,8 @@ func (o Options) withDefaults() (Options, error) {
 	}
 
 	d := &o.Drift
-	d.PhotometricError = defaultLimit(d.PhotometricError, 20)
+	d.PhotometricError = defaultLimit(d.PhotometricError, 6)
+	d.PhotometricRatio = defaultLimit(d.PhotometricRatio, 3)
 	d.AreaChange = defaultLimit(d.AreaChange, 0.5)
 	d.Inconsistency = defaultLimit(d.Inconsistency, 0.5)
 	if d.ConsistencyTolerance <= 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -170,6 +171,7 @@ func (p *Processor) flowStage(ctx context.Context, ring *Ring, jobs, out chan<- 
 
 	previous := &codec.Frame{}
 	sinceKeyframe := 0
+	var recent errorWindow
 	checkConsistency := p.options.Drift.Inconsistency > 0
 
 	for {
@@ -201,7 +203,7 @@ func (p *Processor) flowStage(ctx context.Context, ring *Ring, jobs, out chan<- 
 				st.hasBoth = true
 			}
 
-			st.keyframe, st.reason, err = p.scheduleByFlow(st, previous, sinceKeyframe)
+			st.keyframe, st.reason, err = p.scheduleByFlow(st, previous, sinceKeyframe, &recent)
 			if err != nil {
 				return err
 			}
@@ -225,24 +227,54 @@ func (p *Processor) flowStage(ctx context.Context, ring *Ring, jobs, out chan<- 
 
 // scheduleByFlow decides from the interval and the photometric error whether
 // a frame with a flow is a keyframe.
-func (p *Processor) scheduleByFlow(st *frameState, previous *codec.Frame, sinceKeyframe int) (bool, string, error) {
-	if sinceKeyframe+1 >= p.options.KeyframeInterval {
+func (p *Processor) scheduleByFlow(st *frameState, previous *codec.Frame, sinceKeyframe int,
+	recent *errorWindow) (bool, string, error) {
+	drift := p.options.Drift
+	photometric := false
+	if drift.PhotometricError > 0 {
+		e, err := p.flowDrift.PhotometricError(&st.slot.Frame, previous, &st.backward)
+		if err != nil {
+			return false, "", fmt.Errorf("frame %d: %w", st.slot.Frame.Index+1, err)
+		}
+		photometric = e > drift.PhotometricError && e > drift.PhotometricRatio*recent.median()
+		if !photometric {
+			recent.add(e)
+		}
+	}
+
+	switch {
+	case photometric:
+		return true, ReasonPhotometric, nil
+	case sinceKeyframe+1 >= p.options.KeyframeInterval:
 		return true, ReasonInterval, nil
 	}
-
-	limit := p.options.Drift.PhotometricError
-	if limit <= 0 {
-		return false, "", nil
-	}
-
-	e, err := p.flowDrift.PhotometricError(&st.slot.Frame, previous, &st.backward)
-	if err != nil {
-		return false, "", fmt.Errorf("frame %d: %w", st.slot.Frame.Index+1, err)
-	}
-	if e > limit {
-		return true, ReasonPhotometric, nil
-	}
 	return false, "", nil
+}
+
+// errorWindow holds the photometric errors of the last frames that were not
+// scene cuts, to compare a new error with the usual level of the video.
+type errorWindow struct {
+	values [16]float64
+	count  int
+	next   int
+	sorted [16]float64
+}
+
+func (w *errorWindow) add(v float64) {
+	w.values[w.next] = v
+	w.next = (w.next + 1) % len(w.values)
+	w.count = min(w.count+1, len(w.values))
+}
+
+// median returns the median of the window, 0 when it is empty.
+func (w *errorWindow) median() float64 {
+	if w.count == 0 {
+		return 0
+	}
+	s := w.sorted[:w.count]
+	copy(s, w.values[:w.count])
+	slices.Sort(s)
+	return s[w.count/2]
 }
 
 // inferenceStage runs the segmenter on keyframes, one at a time, in the
@@ -293,6 +325,9 @@ func (p *Processor) propagationStage(ctx context.Context, in <-chan *frameState,
 				return err
 			}
 			st.keyframe = segmented
+			if !segmented {
+				st.reason = ""
+			}
 		}
 
 		if segmented {
@@ -428,7 +463,8 @@ func (p *Processor) renderStage(ctx context.Context, ring *Ring, in <-chan *fram
 		}
 		slot.Times.Rendered = time.Now()
 
-		result := Result{Frame: &slot.Frame, Mask: &st.mask, Probability: &st.prob, Keyframe: st.keyframe, Times: &slot.Times}
+		result := Result{Frame: &slot.Frame, Mask: &st.mask, Probability: &st.prob, Keyframe: st.keyframe,
+			Reason: st.reason, Times: &slot.Times}
 		for _, sink := range sinks {
 			if err := sink.Write(&result); err != nil {
 				return err

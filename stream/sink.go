@@ -19,7 +19,10 @@ type Result struct {
 	// Keyframe is true when the model ran on this frame; false when the mask
 	// was propagated from an earlier frame by optical flow.
 	Keyframe bool
-	Times    *Timestamps
+	// Reason says why a keyframe was chosen (ReasonFirst, ...); empty on
+	// propagated frames.
+	Reason string
+	Times  *Timestamps
 }
 
 // Sink receives the results of the loop in frame order.

@@ -68,7 +68,7 @@ type lesion struct {
 	radius   float64
 	harmonic [3]float64 // boundary amplitudes of the 2nd, 3rd and 5th harmonics
 	phase    [3]float64
-	speed    [3]float64 // deformation speeds in radians per frame
+	speed    [3]float64 // deformation speeds in radians per frame, slow as in real footage
 	mottle   [4]float64 // parameters of the surface pattern
 }
 
@@ -114,7 +114,7 @@ func newLesion(rng *rand.Rand, worldSize int, view float64) lesion {
 	for i := range l.harmonic {
 		l.harmonic[i] = 0.06 + 0.08*rng.Float64()/float64(i+1)
 		l.phase[i] = rng.Float64() * 2 * math.Pi
-		l.speed[i] = (0.02 + 0.04*rng.Float64()) * (1 + float64(i))
+		l.speed[i] = (0.006 + 0.012*rng.Float64()) * (1 + float64(i))
 	}
 	for i := range l.mottle {
 		l.mottle[i] = rng.Float64() * 2 * math.Pi
@@ -179,7 +179,7 @@ func (s *Scene) lesionAt(index int) (cx, cy float64, radius func(theta float64) 
 
 	cx = l.center[0] + l.drift[0]*math.Sin(0.05*t+l.phase[0])
 	cy = l.center[1] + l.drift[1]*math.Cos(0.04*t+l.phase[1])
-	breathing := 1 + 0.08*math.Sin(0.07*t+l.phase[2])
+	breathing := 1 + 0.08*math.Sin(0.03*t+l.phase[2])
 	orders := [3]float64{2, 3, 5}
 
 	radius = func(theta float64) float64 {
