@@ -12,8 +12,8 @@ import (
 
 // InputMean and InputStd normalise the network input per RGB channel after
 // scaling to [0,1]: (x - mean) / std. They are ImageNet's statistics, the
-// usual convention, and go into the ONNX metadata as medvseg.mean and
-// medvseg.std.
+// usual convention. Checkpoints store them, and the ONNX export must write
+// them as medvseg.mean and medvseg.std.
 var (
 	InputMean = [3]float32{0.485, 0.456, 0.406}
 	InputStd  = [3]float32{0.229, 0.224, 0.225}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -189,7 +190,7 @@ func splitValidation(clip []sample, fraction float64) (train, validation []sampl
 		return clip, nil
 	}
 
-	held := int(float64(len(clip))*fraction + 0.999999)
-	held = min(max(held, 1), len(clip)-1)
-	return clip[:len(clip)-held], clip[len(clip)-held:]
+	heldOut := int(math.Ceil(float64(len(clip)) * fraction))
+	heldOut = min(max(heldOut, 1), len(clip)-1)
+	return clip[:len(clip)-heldOut], clip[len(clip)-heldOut:]
 }

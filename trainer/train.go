@@ -102,7 +102,7 @@ type History struct {
 	Epochs           []EpochResult `json:"epochs"`
 }
 
-// runState is the metadata stored in every checkpoint; with the model and
+// runState is the metadata stored in every checkpoint. With the model and
 // AdamW state it is all a resumed run needs, because each epoch's shuffle
 // and augmentation come from a generator seeded by (RandomSeed, epoch).
 type runState struct {

@@ -100,9 +100,10 @@ func TestTrainLearnsSynthClip(t *testing.T) {
 	first, last := history.Epochs[0], history.Epochs[7]
 	t.Logf("val Dice %.3f -> %.3f, train loss %.3f -> %.3f", first.ValDice, last.ValDice, first.TrainLoss, last.TrainLoss)
 
-	// The lesion covers about 5% of a frame: predicting no lesion scores 0
-	// and predicting lesion everywhere about 0.1. 0.8 needs a segmentation
-	// that finds the lesion's extent; runs here reach 0.95 or more.
+	// The lesion covers 6.5-7% of each validation frame (frames 19-24), so
+	// predicting no lesion scores 0 and predicting lesion everywhere about
+	// 0.13. Reaching 0.8 needs the lesion's extent. With these settings the
+	// run reaches 0.97.
 	if last.ValDice < 0.8 {
 		t.Errorf("validation Dice %.3f after 8 epochs, want at least 0.8", last.ValDice)
 	}

@@ -70,7 +70,8 @@ type Config struct {
 	// RandomSeed seeds libtorch's generator before the weights are
 	// initialised, so the same seed gives the same initial weights.
 	RandomSeed uint64
-	// Threads is the number of libtorch intra-op threads; 0 means 1.
+	// Threads is the number of libtorch intra-op threads. Zero means 1,
+	// libtorch's own default on this build.
 	Threads int
 	// LearningRate and WeightDecay set up AdamW (betas 0.9, 0.999, eps 1e-8).
 	LearningRate float64
@@ -92,11 +93,11 @@ type LossWeights struct {
 //     ground-truth boundary (dilation minus erosion of the mask), 0 when no
 //     mask in the batch has a boundary.
 //
-// The boundary term is a band-weighted BCE and not a distance-map boundary
-// loss (Kervadec et al., 2019): that loss needs a distance transform of
-// every augmented mask at every step and is unbounded below, so it is
-// usually scheduled against a region loss, whereas the band BCE is bounded,
-// needs no schedule and costs two max-pools.
+// The boundary term is a band-restricted BCE rather than a loss weighted by
+// a signed distance map of the mask. A distance-map loss needs a distance
+// transform of every augmented mask at every step and is unbounded below,
+// so it is usually phased in against a region loss. The band BCE is
+// bounded, needs no schedule and costs two max-pools.
 type Loss struct {
 	Total    float32
 	BCE      float32
@@ -154,10 +155,10 @@ func (t TensorInfo) Len() int {
 // it. A Model is not safe for concurrent use.
 //
 // Every libtorch call of a Model runs on one goroutine locked to its OS
-// thread. libtorch 1.13 on Debian parallelises with OpenMP, which keeps the
-// thread count and a pool of worker threads per calling thread, so calls
-// from whichever thread Go picks would start new pools (and new malloc
-// arenas) and grow memory with every new thread.
+// thread. Debian's libtorch 1.13 parallelises with OpenMP, which keeps the
+// thread count and a pool of worker threads per calling thread. Calls from
+// whichever thread Go picks would start new pools and malloc arenas, and
+// memory would grow with every new thread.
 type Model struct {
 	handle   *C.ms_unet
 	channels []int
