@@ -57,6 +57,8 @@ type encoder struct {
 	yuv     *astiav.Frame
 	packet  *astiav.Packet
 	next    int64
+	// keyframe makes the next encoded frame a keyframe.
+	keyframe bool
 }
 
 func newEncoder(options EncoderOptions) (*encoder, error) {
@@ -174,6 +176,14 @@ func (e *encoder) encode(f *Frame, emit func(*astiav.Packet) error) error {
 	if err := e.scaler.ScaleFrame(e.bgr, e.yuv); err != nil {
 		return fmt.Errorf("convert frame %d to YUV: %w", f.Index, err)
 	}
+
+	// An I picture type makes libx264 and libvpx start a new GOP here.
+	pictureType := astiav.PictureTypeNone
+	if e.keyframe {
+		pictureType = astiav.PictureTypeI
+		e.keyframe = false
+	}
+	e.yuv.SetPictureType(pictureType)
 
 	e.yuv.SetPts(e.next)
 	e.next++
