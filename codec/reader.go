@@ -38,6 +38,9 @@ type ReaderOptions struct {
 	FPS float64
 	// Threads is the decoder thread count; zero lets FFmpeg choose.
 	Threads int
+	// KeepAudio queues the packets of the input's audio stream, if any, for
+	// a Writer to copy: see Reader.Audio.
+	KeepAudio bool
 }
 
 // Info describes a video source as the Reader delivers it.
@@ -72,6 +75,8 @@ type Reader struct {
 	decoded *astiav.Frame
 	output  *astiav.Frame
 	filter  *filterChain
+	audio   *AudioTrack
+	audioID int
 
 	firstPTS      int64
 	delivered     int
@@ -141,6 +146,13 @@ func (r *Reader) open(url string) error {
 		return err
 	}
 
+	if r.options.KeepAudio {
+		if s := firstAudioStream(r.input); s != nil {
+			r.audio = newAudioTrack(s)
+			r.audioID = s.Index()
+		}
+	}
+
 	r.packet = astiav.AllocPacket()
 	r.decoded = astiav.AllocFrame()
 	r.output = astiav.AllocFrame()
@@ -178,6 +190,20 @@ func bestVideoStream(input *astiav.FormatContext) *astiav.Stream {
 
 	return best
 }
+
+func firstAudioStream(input *astiav.FormatContext) *astiav.Stream {
+	for _, s := range input.Streams() {
+		if s.CodecParameters().MediaType() == astiav.MediaTypeAudio {
+			return s
+		}
+	}
+	return nil
+}
+
+// Audio returns the input's audio track when ReaderOptions.KeepAudio was
+// set and the input has one, else nil. Its packets queue up as Read reads
+// the file, and a Writer created with it copies them into its output.
+func (r *Reader) Audio() *AudioTrack { return r.audio }
 
 func (r *Reader) openDecoder(url string) error {
 	params := r.stream.CodecParameters()
@@ -321,11 +347,14 @@ func (r *Reader) presentationTime(pts int64) time.Duration {
 		return time.Duration(float64(r.delivered) / r.info.FrameRate * float64(time.Second))
 	}
 
+	base := r.filter.timeBase
 	if r.firstPTS == astiav.NoPtsValue {
 		r.firstPTS = pts
+		if r.audio != nil {
+			r.audio.setStart(float64(pts) * float64(base.Num()) / float64(base.Den()))
+		}
 	}
 
-	base := r.filter.timeBase
 	seconds := float64(pts-r.firstPTS) * float64(base.Num()) / float64(base.Den())
 	return time.Duration(math.Round(seconds * float64(time.Second)))
 }
@@ -407,6 +436,14 @@ func (r *Reader) sendPacket() error {
 			return r.decoder.SendPacket(nil)
 		}
 
+		if r.audio != nil && r.packet.StreamIndex() == r.audioID {
+			err := r.audio.push(r.packet)
+			r.packet.Unref()
+			if err != nil {
+				return fmt.Errorf("read video %q: queue audio packet: %w", r.info.URL, err)
+			}
+			continue
+		}
 		if r.packet.StreamIndex() != r.stream.Index() {
 			r.packet.Unref()
 			continue
@@ -446,6 +483,11 @@ func (r *Reader) Close() error {
 	if r.decoder != nil {
 		r.decoder.Free()
 		r.decoder = nil
+	}
+
+	if r.audio != nil {
+		r.audio.Close()
+		r.audio = nil
 	}
 
 	if r.input != nil {

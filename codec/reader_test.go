@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/medvseg/medvseg/codec"
@@ -384,5 +386,66 @@ func TestPNGReadsAnyColourModel(t *testing.T) {
 	}
 	if read.Pix[0] != 255 || read.Pix[1] != 0 {
 		t.Errorf("16-bit mask read as %v, expected [255 0]", read.Pix)
+	}
+}
+
+func TestWriterCopiesAudio(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "with-audio.mp4")
+	cmd := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2",
+		"-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:v", "libx264", "-c:a", "aac", "-shortest", input)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make a test clip with ffmpeg: %v\n%s", err, out)
+	}
+
+	r, err := codec.Open(input, codec.ReaderOptions{KeepAudio: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Audio() == nil {
+		t.Fatal("no audio track found in a clip with an AAC stream")
+	}
+
+	output := filepath.Join(dir, "copy.mp4")
+	w, err := codec.Create(output, codec.WriterOptions{
+		EncoderOptions: codec.EncoderOptions{Width: 160, Height: 120, FrameRate: 25},
+		Audio:          r.Audio(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &codec.Frame{}
+	for {
+		err := r.Read(f)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	probe, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,duration",
+		"-of", "csv=p=0", output).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("streams of the copy:\n%s", probe)
+	if !bytes.Contains(probe, []byte("aac,audio")) {
+		t.Errorf("output has no AAC audio stream:\n%s", probe)
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(probe), []byte("\n")) {
+		fields := bytes.Split(line, []byte(","))
+		duration, _ := strconv.ParseFloat(string(fields[len(fields)-1]), 64)
+		if math.Abs(duration-2) > 0.1 {
+			t.Errorf("stream %s lasts %.3f s, expected 2 s", line, duration)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/asticode/go-astiav"
 )
@@ -15,6 +16,9 @@ type WriterOptions struct {
 	// Rotation, in clockwise degrees (0, 90, 180, 270), is stored in the
 	// container for players to apply; the pixels are written as given.
 	Rotation int
+	// Audio, when not nil, is copied into the output without re-encoding,
+	// timed so that it stays in sync with the video frames written.
+	Audio *AudioTrack
 }
 
 // Writer encodes BGR frames to an mp4 file. It writes to a temporary file
@@ -28,6 +32,7 @@ type Writer struct {
 	output  *astiav.FormatContext
 	io      *astiav.IOContext
 	stream  *astiav.Stream
+	audio   *astiav.Stream
 	encoder *encoder
 	frames  int
 	closed  bool
@@ -100,6 +105,15 @@ func (w *Writer) open() error {
 		}
 	}
 
+	if a := w.options.Audio; a != nil {
+		w.audio = w.output.NewStream(nil)
+		if err := a.parameters.Copy(w.audio.CodecParameters()); err != nil {
+			return fmt.Errorf("create %q: copy audio parameters: %w", w.path, err)
+		}
+		w.audio.CodecParameters().SetCodecTag(0)
+		w.audio.SetTimeBase(a.timeBase)
+	}
+
 	w.io, err = astiav.OpenIOContext(w.temporary, astiav.NewIOContextFlags(astiav.IOContextFlagWrite))
 	if err != nil {
 		return fmt.Errorf("create %q: open %q for writing: %w", w.path, w.temporary, err)
@@ -120,12 +134,37 @@ func (w *Writer) Write(f *Frame) error {
 		return fmt.Errorf("write %q: writer is closed", w.path)
 	}
 
+	if err := w.writeAudio(w.frameTime(w.frames + 1)); err != nil {
+		return fmt.Errorf("write %q: %w", w.path, err)
+	}
 	if err := w.encoder.encode(f, w.writePacket); err != nil {
 		return fmt.Errorf("write %q: %w", w.path, err)
 	}
 
 	w.frames++
 	return nil
+}
+
+// frameTime returns the presentation time of frame n at the constant rate.
+func (w *Writer) frameTime(n int) time.Duration {
+	return time.Duration(float64(n) / w.options.FrameRate * float64(time.Second))
+}
+
+// writeAudio copies the queued audio that starts before until.
+func (w *Writer) writeAudio(until time.Duration) error {
+	if w.audio == nil {
+		return nil
+	}
+
+	return w.options.Audio.drain(until, func(p *astiav.Packet) error {
+		p.SetStreamIndex(w.audio.Index())
+		p.RescaleTs(w.options.Audio.timeBase, w.audio.TimeBase())
+		p.SetPos(-1)
+		if err := w.output.WriteInterleavedFrame(p); err != nil {
+			return fmt.Errorf("mux audio packet: %w", err)
+		}
+		return nil
+	})
 }
 
 func (w *Writer) writePacket(p *astiav.Packet) error {
@@ -169,6 +208,10 @@ func (w *Writer) finish() error {
 		return errors.New("no frame was written")
 	}
 	if err := w.encoder.flush(w.writePacket); err != nil {
+		return err
+	}
+	// Audio that runs past the last frame is cut at the video's end.
+	if err := w.writeAudio(w.frameTime(w.frames)); err != nil {
 		return err
 	}
 	if err := w.output.WriteTrailer(); err != nil {

@@ -45,7 +45,7 @@ func newProcessCommand(global *globalOptions) *cobra.Command {
 		Short: "Segment a recorded video and write it with the lesion overlay",
 		Long: `process runs the model on keyframes of a recorded video and propagates the
 mask with optical flow on the frames between, then writes the video with the
-mask drawn over it. The output is deterministic: the same input and options
+mask drawn over it. Audio, if any, is copied through. The output is deterministic: the same input and options
 give the same overlay whatever the machine load.
 
 With --seeds DIR and no model, the seed masks in DIR (PNG, named by the
@@ -87,7 +87,7 @@ func runProcess(cmd *cobra.Command, global *globalOptions, video string, o proce
 		return err
 	}
 
-	reader, err := codec.Open(video, codec.ReaderOptions{})
+	reader, err := codec.Open(video, codec.ReaderOptions{KeepAudio: true})
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func runProcess(cmd *cobra.Command, global *globalOptions, video string, o proce
 	}
 	defer processor.Close()
 
-	sinks, err := newProcessSinks(o, info)
+	sinks, err := newProcessSinks(o, info, reader.Audio())
 	if err != nil {
 		return err
 	}
@@ -212,10 +212,15 @@ func loadModel(global *globalOptions, path, device string, threads int) (*segmen
 	return segment.LoadModel(path, segment.ModelOptions{Device: parsed, IntraOpThreads: threads})
 }
 
-func newProcessSinks(o processOptions, info codec.Info) ([]stream.Sink, error) {
-	mp4, err := stream.NewMP4Sink(o.out, codec.WriterOptions{EncoderOptions: codec.EncoderOptions{
-		Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, CRF: o.crf, Preset: o.preset,
-	}})
+// newProcessSinks creates the overlay mp4, which copies the input's audio
+// when it has some, and the masks folder when requested.
+func newProcessSinks(o processOptions, info codec.Info, audio *codec.AudioTrack) ([]stream.Sink, error) {
+	mp4, err := stream.NewMP4Sink(o.out, codec.WriterOptions{
+		EncoderOptions: codec.EncoderOptions{
+			Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, CRF: o.crf, Preset: o.preset,
+		},
+		Audio: audio,
+	})
 	if err != nil {
 		return nil, err
 	}
