@@ -250,7 +250,7 @@ func TestProcessorKeyframeOnSceneCut(t *testing.T) {
 	}
 	defer processor.Close()
 
-	record := &recordingSink{}
+	record := &reasonSink{}
 	if _, err := processor.Run(context.Background(), reader, record); err != nil {
 		t.Fatal(err)
 	}
@@ -260,17 +260,17 @@ func TestProcessorKeyframeOnSceneCut(t *testing.T) {
 	}
 }
 
-// recordingSink keeps the keyframe reason of every frame.
-type recordingSink struct {
+// reasonSink keeps the keyframe reason of every frame.
+type reasonSink struct {
 	reasons []string
 }
 
-func (s *recordingSink) Write(r *Result) error {
+func (s *reasonSink) Write(r *Result) error {
 	s.reasons = append(s.reasons, r.Reason)
 	return nil
 }
 
-func (s *recordingSink) Close(error) error { return nil }
+func (s *reasonSink) Close(error) error { return nil }
 
 func TestProcessorPropagatesSeeds(t *testing.T) {
 	clip := writeTestClip(t, smallClip)
