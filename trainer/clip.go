@@ -174,6 +174,10 @@ func newStagedFolder(final string) (*stagedFolder, error) {
 		return nil, fmt.Errorf("create output folder %q: %w; choose a folder you can write to", parent, err)
 	}
 	staging, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".*.partial")
+	if err == nil {
+		// MkdirTemp creates the folder private to its owner.
+		err = os.Chmod(staging, 0o755)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create output folder %q: %w; choose a folder you can write to", final, err)
 	}
@@ -211,9 +215,10 @@ func (s *stagedFolder) commit() error {
 	return nil
 }
 
-// abort removes the staged folder unless it was committed.
+// abort removes the staged folder unless it was committed. It does nothing
+// on a nil folder.
 func (s *stagedFolder) abort() {
-	if s.staging != "" {
+	if s != nil && s.staging != "" {
 		os.RemoveAll(s.staging)
 		s.staging = ""
 	}
@@ -230,6 +235,10 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %q: %w", path, err)
 	}
 	_, err = file.Write(data)
+	if err == nil {
+		// CreateTemp creates the file private to its owner.
+		err = file.Chmod(0o644)
+	}
 	if closeErr := file.Close(); err == nil {
 		err = closeErr
 	}

@@ -50,6 +50,9 @@ trains a small U-Net on them and runs it in real time.`,
 		newSynthCommand(),
 		newProcessCommand(&global),
 		newTrainCommand(),
+		newPropagateCommand(),
+		newFilterCommand(),
+		newEvalCommand(),
 	)
 
 	return root
