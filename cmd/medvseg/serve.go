@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/rs/zerolog/log"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/medvseg/medvseg/codec"
+	"github.com/medvseg/medvseg/codec/synth"
+	"github.com/medvseg/medvseg/segment"
+	"github.com/medvseg/medvseg/segment/onnx"
+	"github.com/medvseg/medvseg/stream"
+	"github.com/medvseg/medvseg/web"
+)
+
+// synthInput is the --input value that selects the built-in synthetic clip.
+const synthInput = "synth"
+
+type serveOptions struct {
+	input     string
+	model     string
+	loop      bool
+	listen    string
+	size      string
+	interval  int
+	flow      string
+	flowScale float64
+	device    string
+	threads   int
+	threshold float64
+	alpha     float64
+	codec     string
+	bitRate   int
+}
+
+func newServeCommand(global *globalOptions) *cobra.Command {
+	var o serveOptions
+
+	cmd := &cobra.Command{
+		Use:   "serve [--input VIDEO|synth] [--model model.onnx]",
+		Short: "Stream the live lesion overlay to a browser over WebRTC",
+		Long: `serve plays a video at its native rate as a live source, segments it in
+real time (the model on keyframes, optical flow in between, no frame waiting
+for the model) and streams the overlay to a web page over WebRTC. Open the
+printed URL in a browser: the page shows the video, the connection state,
+frame rates, dropped frames and per-stage latency, and controls for the
+overlay, its opacity, the threshold and the keyframe interval that act at once.
+
+With --input synth (the default) it plays the built-in synthetic clip in a
+loop; without --model it then segments with a fixed colour rule that finds
+the synthetic lesion, so the overlay works with no trained model.
+
+It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
+		Example: "  medvseg serve\n" +
+			"  medvseg serve --input clip.mp4 --loop --model run/model.onnx --listen 127.0.0.1:8080",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(global, o)
+		},
+	}
+
+	f := cmd.Flags()
+	f.StringVar(&o.input, "input", synthInput, "video file to play at its native rate, or synth for the built-in clip")
+	f.StringVar(&o.model, "model", "", "ONNX model to run on keyframes (default for synth: a colour rule)")
+	f.BoolVar(&o.loop, "loop", false, "play the input file again from the start when it ends (synth always loops)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "HTTP address (host:port) of the page and WebRTC signalling")
+	f.StringVar(&o.size, "size", "", "scale frames to WxH pixels (default: the file's size, 320x240 for synth)")
+	f.IntVar(&o.interval, "keyframe-interval", 5, "start a model inference every N frames; 1 is every frame")
+	f.StringVar(&o.flow, "flow", segment.FlowDISUltrafast, fmt.Sprintf("optical flow method: one of %v", segment.FlowMethods))
+	f.Float64Var(&o.flowScale, "flow-scale", 0.5, "resolution of the optical flow as a fraction of the frame size, in (0, 1]")
+	f.StringVar(&o.device, "device", "auto", "where the model runs: auto (CUDA when available, else CPU), cpu or cuda")
+	f.IntVar(&o.threads, "threads", 0, "ONNX Runtime threads per operator; 0 lets ONNX Runtime choose")
+	f.Float64Var(&o.threshold, "threshold", 0, "probability above which a pixel is lesion, in (0, 1); 0 uses the model's own")
+	f.Float64Var(&o.alpha, "alpha", segment.DefaultOverlayOptions.Opacity, "opacity of the overlay fill, in [0, 1]")
+	f.StringVar(&o.codec, "codec", codec.CodecVP8, "video codec sent to browsers: vp8 (libvpx) or h264 (libx264)")
+	f.IntVar(&o.bitRate, "bitrate", 2_000_000, "target video bit rate in bits per second")
+
+	return cmd
+}
+
+func runServe(global *globalOptions, o serveOptions) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	pacer, err := openPacedInput(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer pacer.Close()
+	info := pacer.Info()
+
+	segmenter, threshold, closeModel, err := loadServeModel(global, o, info)
+	if err != nil {
+		return err
+	}
+	defer closeModel()
+
+	options := stream.Options{
+		KeyframeInterval: o.interval,
+		Flow:             segment.FlowOptions{Method: o.flow, Scale: o.flowScale},
+		Threshold:        threshold,
+		Overlay:          segment.DefaultOverlayOptions,
+	}
+	options.Overlay.Opacity = o.alpha
+	processor, err := stream.NewLiveProcessor(segmenter, options)
+	if err != nil {
+		return err
+	}
+	defer processor.Close()
+
+	sink, err := web.NewVideoSink(o.codec, info.Width, info.Height, info.FrameRate, o.bitRate, log.Logger)
+	if err != nil {
+		return err
+	}
+
+	server, listener, err := listenServe(o.listen, sink, processor)
+	if err != nil {
+		sink.Close(err)
+		return err
+	}
+
+	log.Info().Str("input", info.URL).Int("width", info.Width).Int("height", info.Height).
+		Float64("fps", info.FrameRate).Str("codec", o.codec).Int("keyframe_interval", o.interval).
+		Str("listen", listener.Addr().String()).Msg("serve started")
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := processor.Run(ctx, pacer, sink)
+		if err == nil && ctx.Err() == nil {
+			log.Info().Str("input", info.URL).Msg("input ended; stopping")
+			return errInputEnded
+		}
+		return err
+	})
+	g.Go(func() error { return server.Serve(ctx, listener) })
+
+	err = g.Wait()
+	if errors.Is(err, errInputEnded) {
+		err = nil
+	}
+	stats := processor.Stats()
+	log.Info().Uint64("frames", stats.OutputFrames).Uint64("keyframes", stats.Keyframes).
+		Uint64("dropped", stats.Dropped).Msg("serve stopped")
+	return err
+}
+
+// errInputEnded stops the server when a file that does not loop ends.
+var errInputEnded = errors.New("input ended")
+
+// openPacedInput opens the input as a live source at its native rate.
+func openPacedInput(ctx context.Context, o serveOptions) (*stream.Pacer, error) {
+	var size codec.Size
+	if o.size != "" {
+		parsed, err := codec.ParseSize(o.size)
+		if err != nil {
+			return nil, fmt.Errorf("--size: %w", err)
+		}
+		size = parsed
+	}
+
+	if o.input != synthInput {
+		open := func() (stream.Source, error) {
+			return codec.Open(o.input, codec.ReaderOptions{Size: size})
+		}
+		return stream.NewPacer(ctx, open, o.loop)
+	}
+
+	options := synth.DefaultOptions
+	options.Width, options.Height = 320, 240
+	if !size.IsZero() {
+		options.Width, options.Height = size.Width, size.Height
+	}
+	scene, err := synth.NewScene(options)
+	if err != nil {
+		return nil, err
+	}
+	src := synth.NewSource(scene)
+	open := func() (stream.Source, error) {
+		src.Rewind()
+		return src, nil
+	}
+	return stream.NewPacer(ctx, open, true)
+}
+
+// loadServeModel loads --model, or for the synth input without one, the
+// colour-rule network. It returns the threshold to use and a function that
+// closes the model.
+func loadServeModel(global *globalOptions, o serveOptions, info codec.Info) (stream.Segmenter, float64, func(), error) {
+	path := o.model
+	if path == "" {
+		if o.input != synthInput {
+			return nil, 0, nil, errors.New("--model is required for a video file: give a model exported by " +
+				"`medvseg train-offline`")
+		}
+
+		rulePath, cleanup, err := writeColourRule(info.Width, info.Height)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		defer cleanup()
+		path = rulePath
+		log.Info().Msg("no --model: segmenting the synthetic clip with the colour-rule network")
+	}
+
+	model, err := loadModel(global, path, o.device, o.threads)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	threshold := thresholdOr(o.threshold, float64(model.Info().Threshold))
+	return stream.NewModelSegmenter(model), threshold, func() { model.Close() }, nil
+}
+
+// writeColourRule writes the colour-rule network for frames of the given
+// size to a temporary file, since segment.LoadModel reads from a path.
+func writeColourRule(width, height int) (string, func(), error) {
+	model, err := onnx.ColourRule(width, height)
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "medvseg-colour-rule-")
+	if err != nil {
+		return "", nil, fmt.Errorf("create a temporary folder for the colour-rule model: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+
+	path := filepath.Join(dir, "colour-rule.onnx")
+	if err := model.WriteFile(path); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return path, cleanup, nil
+}
+
+// listenServe binds the HTTP address and prepares the web server. WebRTC is
+// restricted to loopback when the address is a loopback one.
+func listenServe(address string, sink *web.VideoSink, processor *stream.LiveProcessor) (*web.Server, net.Listener, error) {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid --listen %q: use host:port, for example 127.0.0.1:8080", address)
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+
+	server, err := web.NewServer(web.Config{Sink: sink, Controls: processor, LoopbackOnly: loopback, Logger: log.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %q: %w; choose a free port with --listen", address, err)
+	}
+	return server, listener, nil
+}

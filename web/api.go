@@ -1,0 +1,117 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/medvseg/medvseg/stream"
+)
+
+// maxSettingsBytes limits the body of POST /api/settings.
+const maxSettingsBytes = 4 << 10
+
+// statsResponse is the body of GET /api/stats.
+type statsResponse struct {
+	InputFPS     float64 `json:"input_fps"`
+	OutputFPS    float64 `json:"output_fps"`
+	KeyframeRate float64 `json:"keyframe_rate"`
+	InputFrames  uint64  `json:"input_frames"`
+	OutputFrames uint64  `json:"output_frames"`
+	Keyframes    uint64  `json:"keyframes"`
+	Dropped      uint64  `json:"dropped"`
+	Viewers      int     `json:"viewers"`
+	// Frame is the 0-based index of the last frame sent to viewers, -1 before the first.
+	Frame int64 `json:"frame"`
+	// LatencyMS maps each stage to its delay after capture, in milliseconds.
+	LatencyMS map[stream.Stage]latencyResponse `json:"latency_ms"`
+}
+
+type latencyResponse struct {
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	Count int     `json:"count"`
+}
+
+// settingsMessage is the body of GET and POST /api/settings. In a POST,
+// absent fields keep their current value.
+type settingsMessage struct {
+	Overlay          *bool    `json:"overlay,omitempty"`
+	Opacity          *float64 `json:"opacity,omitempty"`
+	Threshold        *float64 `json:"threshold,omitempty"`
+	KeyframeInterval *int     `json:"keyframe_interval,omitempty"`
+}
+
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	stats := s.config.Controls.Stats()
+	response := statsResponse{
+		InputFPS:     stats.InputFPS,
+		OutputFPS:    stats.OutputFPS,
+		KeyframeRate: stats.KeyframeRate,
+		InputFrames:  stats.InputFrames,
+		OutputFrames: stats.OutputFrames,
+		Keyframes:    stats.Keyframes,
+		Dropped:      stats.Dropped,
+		Viewers:      s.config.Sink.Viewers(),
+		Frame:        s.config.Sink.LastFrame(),
+		LatencyMS:    map[stream.Stage]latencyResponse{},
+	}
+	for stage, summary := range stats.Latency {
+		response.LatencyMS[stage] = latencyResponse{P50: milliseconds(summary.P50), P95: milliseconds(summary.P95),
+			Count: summary.Count}
+	}
+	writeJSON(w, response)
+}
+
+func (s *Server) handleGetSettings(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, newSettingsMessage(s.config.Controls.Settings()))
+}
+
+// handleSetSettings applies the fields present in the body and returns the
+// settings now in effect; invalid values are rejected with 400 and change nothing.
+func (s *Server) handleSetSettings(w http.ResponseWriter, r *http.Request) {
+	var m settingsMessage
+	decoder := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSettingsBytes))
+	decoder.DisallowUnknownFields()
+	if err := decoder.Decode(&m); err != nil {
+		http.Error(w, fmt.Sprintf("invalid settings JSON: %v", err), http.StatusBadRequest)
+		return
+	}
+
+	settings := s.config.Controls.Settings()
+	if m.Overlay != nil {
+		settings.Overlay = *m.Overlay
+	}
+	if m.Opacity != nil {
+		settings.Opacity = *m.Opacity
+	}
+	if m.Threshold != nil {
+		settings.Threshold = *m.Threshold
+	}
+	if m.KeyframeInterval != nil {
+		settings.KeyframeInterval = *m.KeyframeInterval
+	}
+
+	if err := s.config.Controls.SetSettings(settings); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.config.Logger.Info().Bool("overlay", settings.Overlay).Float64("opacity", settings.Opacity).
+		Float64("threshold", settings.Threshold).Int("keyframe_interval", settings.KeyframeInterval).
+		Msg("settings changed")
+	writeJSON(w, newSettingsMessage(s.config.Controls.Settings()))
+}
+
+func newSettingsMessage(s stream.LiveSettings) settingsMessage {
+	return settingsMessage{Overlay: &s.Overlay, Opacity: &s.Opacity, Threshold: &s.Threshold,
+		KeyframeInterval: &s.KeyframeInterval}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(v)
+}
+
+func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,182 @@
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/medvseg/medvseg/stream"
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// DefaultMaxOfferBytes is the largest SDP offer the server reads. Browser
+// offers for one video track are a few kilobytes.
+const DefaultMaxOfferBytes = 64 << 10
+
+// shutdownTimeout bounds how long Serve waits for open HTTP requests after
+// its context ends.
+const shutdownTimeout = 5 * time.Second
+
+// Controls are the live loop's settings and statistics; *stream.LiveProcessor
+// implements them.
+type Controls interface {
+	Settings() stream.LiveSettings
+	SetSettings(stream.LiveSettings) error
+	Stats() stream.LiveStats
+}
+
+// Config sets up a Server.
+type Config struct {
+	// Sink is the video every viewer receives.
+	Sink *VideoSink
+	// Controls are the loop's settings and statistics for the page.
+	Controls Controls
+	// LoopbackOnly restricts WebRTC to loopback addresses, for a server that
+	// listens on 127.0.0.1 or ::1.
+	LoopbackOnly bool
+	// MaxOfferBytes limits the size of an SDP offer; 0 means DefaultMaxOfferBytes.
+	MaxOfferBytes int64
+	// Logger receives start, stop and viewer events.
+	Logger zerolog.Logger
+}
+
+// Server serves the page, the WHEP endpoint and the JSON API, and owns the
+// viewers' peer connections.
+type Server struct {
+	config Config
+	api    *webrtc.API
+	mux    *http.ServeMux
+
+	mu     sync.Mutex
+	peers  map[string]*peer
+	closed bool
+}
+
+// NewServer prepares a Server; Serve starts it.
+func NewServer(config Config) (*Server, error) {
+	if config.Sink == nil || config.Controls == nil {
+		return nil, errors.New("web server: Sink and Controls are required")
+	}
+	if config.MaxOfferBytes == 0 {
+		config.MaxOfferBytes = DefaultMaxOfferBytes
+	}
+
+	api, err := newAPI(config.LoopbackOnly)
+	if err != nil {
+		return nil, err
+	}
+
+	s := &Server{config: config, api: api, mux: http.NewServeMux(), peers: map[string]*peer{}}
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		return nil, fmt.Errorf("web server: embedded page: %w", err)
+	}
+	s.mux.Handle("GET /", http.FileServerFS(static))
+	s.mux.HandleFunc("POST /whep", s.handleOffer)
+	s.mux.HandleFunc("DELETE /whep/{id}", s.handleDelete)
+	s.mux.HandleFunc("GET /api/stats", s.handleStats)
+	s.mux.HandleFunc("GET /api/settings", s.handleGetSettings)
+	s.mux.HandleFunc("POST /api/settings", s.handleSetSettings)
+	return s, nil
+}
+
+// newAPI builds the WebRTC API: default codecs and interceptors (NACK,
+// RTCP reports, TWCC), UDP over IPv4, no mDNS.
+func newAPI(loopbackOnly bool) (*webrtc.API, error) {
+	media := &webrtc.MediaEngine{}
+	if err := media.RegisterDefaultCodecs(); err != nil {
+		return nil, fmt.Errorf("register WebRTC codecs: %w", err)
+	}
+	interceptors := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(media, interceptors); err != nil {
+		return nil, fmt.Errorf("register WebRTC interceptors: %w", err)
+	}
+
+	settings := webrtc.SettingEngine{}
+	settings.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	// Browsers hide their host candidates behind mDNS names; the connection
+	// forms through peer-reflexive candidates once the browser's STUN checks
+	// arrive, so the server needs no mDNS of its own.
+	settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// pion leaves loopback out of its host candidates unless asked.
+	settings.SetIncludeLoopbackCandidate(true)
+	if loopbackOnly {
+		settings.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+
+	return webrtc.NewAPI(
+		webrtc.WithMediaEngine(media),
+		webrtc.WithInterceptorRegistry(interceptors),
+		webrtc.WithSettingEngine(settings),
+	), nil
+}
+
+// Handler returns the HTTP handler of the page, the WHEP endpoint and the API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves HTTP on listener until ctx ends, then shuts down: it stops
+// accepting requests, waits up to 5 s for open ones and closes every peer
+// connection. It returns nil after a shutdown that ctx started.
+func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
+	server := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.config.Logger.Info().Str("url", "http://"+listener.Addr().String()+"/").Msg("serving the live overlay")
+
+	done := make(chan error, 1)
+	go func() { done <- server.Serve(listener) }()
+
+	select {
+	case err := <-done:
+		s.Close()
+		return fmt.Errorf("serve on %s: %w", listener.Addr(), err)
+	case <-ctx.Done():
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := server.Shutdown(shutdownCtx)
+	<-done
+	s.Close()
+	s.config.Logger.Info().Msg("web server stopped")
+	if err != nil {
+		return fmt.Errorf("shut down the web server: %w", err)
+	}
+	return nil
+}
+
+// Close closes every peer connection and rejects new ones.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	peers := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.peers = map[string]*peer{}
+	s.mu.Unlock()
+
+	var errs []error
+	for _, p := range peers {
+		errs = append(errs, p.close("server stopped"))
+	}
+	return errors.Join(errs...)
+}
+
+// Peers returns the number of open peer connections.
+func (s *Server) Peers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.peers)
+}

@@ -1,0 +1,133 @@
+// medvseg live overlay page: plays the WebRTC video (WHEP signalling),
+// shows the loop's stats and sends control changes to /api/settings.
+"use strict";
+
+const video = document.getElementById("video");
+const stateLabel = document.getElementById("state");
+let resource = null; // WHEP resource URL to DELETE when leaving
+
+function showState(state) {
+  stateLabel.textContent = state;
+  stateLabel.className = state;
+}
+
+// waitForGathering resolves when ICE gathering completes, or after
+// timeoutMs: the server answers with all its candidates and needs the
+// browser's in the offer.
+function waitForGathering(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, timeoutMs);
+  });
+}
+
+async function connect() {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (event) => {
+    video.srcObject = new MediaStream([event.track]);
+  };
+  pc.onconnectionstatechange = () => showState(pc.connectionState);
+
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForGathering(pc, 2000);
+
+  const response = await fetch("/whep", {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp" },
+    body: pc.localDescription.sdp,
+  });
+  if (response.status !== 201) {
+    throw new Error(`WHEP offer rejected: ${response.status} ${await response.text()}`);
+  }
+  resource = response.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  return pc;
+}
+
+function leave() {
+  if (resource) {
+    fetch(resource, { method: "DELETE", keepalive: true });
+    resource = null;
+  }
+}
+window.addEventListener("pagehide", leave);
+
+// Controls: each change is sent at once and the page shows what the server applied.
+const controls = {
+  overlay: document.getElementById("overlay"),
+  opacity: document.getElementById("opacity"),
+  threshold: document.getElementById("threshold"),
+  keyframeInterval: document.getElementById("keyframe-interval"),
+};
+const settingsError = document.getElementById("settings-error");
+
+function showSettings(s) {
+  controls.overlay.checked = s.overlay;
+  controls.opacity.value = s.opacity;
+  controls.threshold.value = s.threshold;
+  controls.keyframeInterval.value = s.keyframe_interval;
+  document.getElementById("opacity-value").textContent = Number(s.opacity).toFixed(2);
+  document.getElementById("threshold-value").textContent = Number(s.threshold).toFixed(2);
+}
+
+async function sendSettings(change) {
+  const response = await fetch("/api/settings", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(change),
+  });
+  if (!response.ok) {
+    settingsError.textContent = await response.text();
+    return;
+  }
+  settingsError.textContent = "";
+  showSettings(await response.json());
+}
+
+controls.overlay.addEventListener("change", () => sendSettings({ overlay: controls.overlay.checked }));
+controls.opacity.addEventListener("input", () => sendSettings({ opacity: Number(controls.opacity.value) }));
+controls.threshold.addEventListener("input", () => sendSettings({ threshold: Number(controls.threshold.value) }));
+controls.keyframeInterval.addEventListener("change", () =>
+  sendSettings({ keyframe_interval: Number(controls.keyframeInterval.value) }));
+
+// Stats, polled once a second.
+function setText(id, value) {
+  document.getElementById(id).textContent = value;
+}
+
+async function refreshStats() {
+  const response = await fetch("/api/stats");
+  if (!response.ok) return;
+  const s = await response.json();
+  setText("input-fps", s.input_fps.toFixed(1));
+  setText("output-fps", s.output_fps.toFixed(1));
+  setText("keyframe-rate", s.keyframe_rate.toFixed(1));
+  setText("dropped", s.dropped);
+  setText("viewers", s.viewers);
+
+  const rows = ["decoded", "segmented", "rendered", "encoded"]
+    .filter((stage) => s.latency_ms[stage])
+    .map((stage) => {
+      const l = s.latency_ms[stage];
+      return `<tr><th>${stage}</th><td>${l.p50.toFixed(1)}</td><td>${l.p95.toFixed(1)}</td></tr>`;
+    });
+  document.querySelector("#latency tbody").innerHTML = rows.join("");
+}
+
+async function main() {
+  fetch("/api/settings").then((r) => r.json()).then(showSettings);
+  setInterval(() => refreshStats().catch(() => {}), 1000);
+  try {
+    await connect();
+  } catch (error) {
+    showState("failed");
+    console.error(error);
+  }
+}
+
+main();
