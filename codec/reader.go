@@ -80,6 +80,7 @@ type Reader struct {
 
 	firstPTS      int64
 	delivered     int
+	packets       int // video packets sent to the decoder
 	demuxerDone   bool
 	decoderDone   bool
 	lastReadError error
@@ -366,12 +367,22 @@ func (r *Reader) endOfStream() error {
 	}
 
 	expected := int(r.stream.NbFrames())
-	if r.options.FPS == 0 && expected > 0 && r.delivered < expected {
-		return fmt.Errorf("read video %q: %w: decoded %d of the %d frames the container lists; "+
-			"the file is damaged or was not finished writing", r.info.URL, ErrTruncated, r.delivered, expected)
+	if expected > 0 && r.packets < expected {
+		return fmt.Errorf("read video %q: %w: the container lists %d frames but the file holds %d; "+
+			"it was not finished writing or was cut short", r.info.URL, ErrTruncated, expected, r.packets)
 	}
 
 	return io.EOF
+}
+
+// Corrupt returns, once Read has returned io.EOF, the number of video
+// packets the decoder could not turn into frames: damaged data that was
+// skipped, as the ffmpeg CLI does. It is 0 when a frame rate is forced.
+func (r *Reader) Corrupt() int {
+	if r.options.FPS > 0 {
+		return 0
+	}
+	return max(r.packets-r.delivered, 0)
 }
 
 // feedFilter moves one decoded frame, or the end of the stream, into the filter chain.
@@ -449,14 +460,15 @@ func (r *Reader) sendPacket() error {
 			continue
 		}
 
+		r.packets++
 		err = r.decoder.SendPacket(r.packet)
 		r.packet.Unref()
 		if err != nil && !errors.Is(err, astiav.ErrInvaliddata) {
 			return fmt.Errorf("read video %q: send packet: %w", r.info.URL, err)
 		}
 
-		// NOTE: a packet the decoder rejects as invalid is skipped, as the
-		// ffmpeg CLI does; the frame-count check at the end reports the loss.
+		// A packet the decoder rejects as invalid is skipped, as the ffmpeg
+		// CLI does, and counted by Corrupt.
 		return nil
 	}
 }

@@ -242,11 +242,22 @@ func TestReaderBadInput(t *testing.T) {
 	copy(patched[stsd+entry:], "zzzz")
 	os.WriteFile(unknown, patched, 0o644)
 
+	// With the index at the front, a cut file opens and ends early.
+	faststart := filepath.Join(dir, "faststart.mp4")
+	cmd := exec.Command("ffmpeg", "-v", "error", "-i", good, "-c", "copy", "-movflags", "+faststart", faststart)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("remux with ffmpeg: %v\n%s", err, out)
+	}
+	whole, _ := os.ReadFile(faststart)
+	cutShort := filepath.Join(dir, "cut-short.mp4")
+	os.WriteFile(cutShort, whole[:len(whole)*6/10], 0o644)
+
 	cases := []struct {
 		name string
 		path string
 		want error
 	}{
+		{"mp4 cut short", cutShort, codec.ErrTruncated},
 		{"missing file", filepath.Join(dir, "absent.mp4"), codec.ErrNotFound},
 		{"text file", text, codec.ErrNotVideo},
 		{"truncated mp4", truncated, codec.ErrTruncated},

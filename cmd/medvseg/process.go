@@ -136,6 +136,10 @@ func runProcess(cmd *cobra.Command, global *globalOptions, video string, o proce
 		return err
 	}
 
+	if n := reader.Corrupt(); n > 0 {
+		log.Warn().Str("video", video).Int("corrupt_packets", n).
+			Msg("skipped damaged video packets; the overlay has fewer frames than the file lists")
+	}
 	if seeds, ok := segmenter.(*stream.SeedSegmenter); ok && seeds.Used() == 0 {
 		return fmt.Errorf("no seed mask in %q matches a frame of %q", o.seeds, video)
 	}
