@@ -5,10 +5,12 @@
 #     ffmpeg CLI (tests use ffprobe);
 #   - the CPU build of ONNX Runtime, unpacked from the npm package
 #     onnxruntime-node into .deps/onnxruntime without running its install script.
-# Usage: scripts/setup.sh DEPS_DIR
+# Usage: scripts/setup.sh DEPS_DIR [EXTRA_DEBIAN_PACKAGE ...]
+# `make bench` passes opencv-doc, whose box.mp4 is a benchmark input.
 set -euo pipefail
 
-deps=${1:?usage: setup.sh DEPS_DIR}
+deps=${1:?usage: setup.sh DEPS_DIR [EXTRA_DEBIAN_PACKAGE ...]}
+shift
 ort_version=1.24.1
 ort_lib=$deps/onnxruntime/libonnxruntime.so.1
 
@@ -17,6 +19,7 @@ apt_packages=(
   libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev
   libavutil-dev libswscale-dev libswresample-dev
   libopencv-dev libtorch-dev
+  "$@"
 )
 
 missing=()

@@ -41,7 +41,7 @@ trains a small U-Net on them and runs it in real time.`,
 	flags.StringVar(&global.logFormat, "log-format", "auto",
 		"log format: console (human-readable), json, or auto (console on a terminal, else json)")
 	flags.StringVar(&global.ortLib, "ort-lib", "",
-		"path of the ONNX Runtime shared library (default: $MEDVSEG_ORT_LIB, else the one `make setup` unpacked)")
+		"path of the ONNX Runtime shared library (default: $MEDVSEG_ORT_LIB, else the one make setup unpacked)")
 
 	root.AddCommand(
 		newVersionCommand(&global),
