@@ -63,7 +63,7 @@ func (a *augmenter) Close() {
 // Apply draws a transform from rng, applies it to s and writes the
 // normalised RGB planes into input (3 x size x size) and the 0/1 mask into
 // mask (size x size).
-func (a *augmenter) Apply(rng *rand.Rand, s sample, input, mask []float32) error {
+func (a *augmenter) Apply(rng *rand.Rand, s trainSample, input, mask []float32) error {
 	frameSrc, err := gocv.NewMatFromBytes(a.size, a.size, gocv.MatTypeCV8UC3, s.bgr)
 	if err != nil {
 		return fmt.Errorf("augment %q: %w", s.frame, err)

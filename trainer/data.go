@@ -15,18 +15,18 @@ import (
 	"github.com/medvseg/medvseg/codec"
 )
 
-// sample is one frame and its mask, resized to the square training input:
+// trainSample is one frame and its mask, resized to the square training input:
 // BGR bytes and a mask of 0 or 255.
-type sample struct {
+type trainSample struct {
 	clip  string
 	frame string // path of the frame file
 	bgr   []byte
 	mask  []byte
 }
 
-// clipFolders returns the folders that contain frames/ and masks/: dir
+// trainingClips returns the folders that contain frames/ and masks/: dir
 // itself when it has a frames folder, else its subfolders that have one.
-func clipFolders(dir string) ([]string, error) {
+func trainingClips(dir string) ([]string, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("training data %q: %w", dir, err)
@@ -34,7 +34,7 @@ func clipFolders(dir string) ([]string, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("training data %q is not a folder: pass DIR with DIR/frames and DIR/masks", dir)
 	}
-	if isDir(filepath.Join(dir, "frames")) {
+	if isFolder(filepath.Join(dir, "frames")) {
 		return []string{dir}, nil
 	}
 
@@ -44,7 +44,7 @@ func clipFolders(dir string) ([]string, error) {
 	}
 	var clips []string
 	for _, e := range entries {
-		if e.IsDir() && isDir(filepath.Join(dir, e.Name(), "frames")) {
+		if e.IsDir() && isFolder(filepath.Join(dir, e.Name(), "frames")) {
 			clips = append(clips, filepath.Join(dir, e.Name()))
 		}
 	}
@@ -56,14 +56,9 @@ func clipFolders(dir string) ([]string, error) {
 	return clips, nil
 }
 
-func isDir(path string) bool {
-	info, err := os.Stat(path)
-	return err == nil && info.IsDir()
-}
-
-// loadClip reads the frames of a clip folder and their masks, paired by
+// loadTrainingClip reads the frames of a clip folder and their masks, paired by
 // file name, resized to size x size.
-func loadClip(dir string, size int) ([]sample, error) {
+func loadTrainingClip(dir string, size int) ([]trainSample, error) {
 	frames, err := codec.ListSequence(filepath.Join(dir, "frames"))
 	if err != nil {
 		return nil, err
@@ -74,10 +69,10 @@ func loadClip(dir string, size int) ([]sample, error) {
 	}
 	warnUnpairedMasks(dir, frames)
 
-	samples := make([]sample, 0, len(frames))
+	samples := make([]trainSample, 0, len(frames))
 	frame := &codec.Frame{}
 	for _, entry := range frames {
-		s, err := loadSample(dir, entry.Path, frame, size)
+		s, err := loadTrainingSample(dir, entry.Path, frame, size)
 		if err != nil {
 			return nil, err
 		}
@@ -86,31 +81,31 @@ func loadClip(dir string, size int) ([]sample, error) {
 	return samples, nil
 }
 
-func loadSample(dir, framePath string, frame *codec.Frame, size int) (sample, error) {
+func loadTrainingSample(dir, framePath string, frame *codec.Frame, size int) (trainSample, error) {
 	maskPath := filepath.Join(dir, "masks", filepath.Base(framePath))
 	if _, err := os.Stat(maskPath); errors.Is(err, os.ErrNotExist) {
-		return sample{}, fmt.Errorf("frame %q has no mask: expected %q (0 or 255, same name and size); add it or remove the frame",
+		return trainSample{}, fmt.Errorf("frame %q has no mask: expected %q (0 or 255, same name and size); add it or remove the frame",
 			framePath, maskPath)
 	}
 
 	if err := codec.ReadPNG(framePath, frame); err != nil {
-		return sample{}, err
+		return trainSample{}, err
 	}
 	mask, err := codec.ReadGray(maskPath)
 	if err != nil {
-		return sample{}, err
+		return trainSample{}, err
 	}
 	if mask.Rect.Dx() != frame.Width || mask.Rect.Dy() != frame.Height {
-		return sample{}, fmt.Errorf("mask %q is %dx%d but its frame %q is %dx%d: masks must have their frame's size",
+		return trainSample{}, fmt.Errorf("mask %q is %dx%d but its frame %q is %dx%d: masks must have their frame's size",
 			maskPath, mask.Rect.Dx(), mask.Rect.Dy(), framePath, frame.Width, frame.Height)
 	}
 
-	s := sample{clip: dir, frame: framePath}
+	s := trainSample{clip: dir, frame: framePath}
 	if s.bgr, err = resizeBytes(frame.Pix, frame.Width, frame.Height, gocv.MatTypeCV8UC3, size); err != nil {
-		return sample{}, fmt.Errorf("resize frame %q: %w", framePath, err)
+		return trainSample{}, fmt.Errorf("resize frame %q: %w", framePath, err)
 	}
 	if s.mask, err = resizeBytes(packedGray(mask), frame.Width, frame.Height, gocv.MatTypeCV8UC1, size); err != nil {
-		return sample{}, fmt.Errorf("resize mask %q: %w", maskPath, err)
+		return trainSample{}, fmt.Errorf("resize mask %q: %w", maskPath, err)
 	}
 	for i, v := range s.mask {
 		s.mask[i] = binaryMask(v)
@@ -185,7 +180,7 @@ func warnUnpairedMasks(dir string, frames []codec.SequenceEntry) {
 // in name order, for validation. A contiguous block at the end keeps the
 // near-duplicate neighbours of validation frames out of training more than
 // a random pick would. Every clip keeps at least one training frame.
-func splitValidation(clip []sample, fraction float64) (train, validation []sample) {
+func splitValidation(clip []trainSample, fraction float64) (train, validation []trainSample) {
 	if fraction <= 0 || len(clip) < 2 {
 		return clip, nil
 	}

@@ -8,27 +8,27 @@ import (
 	"github.com/medvseg/medvseg/trainer/unet"
 )
 
-// loop runs epochs: augmented training batches, then validation. It owns
+// trainLoop runs epochs: augmented training batches, then validation. It owns
 // the batch buffers and the augmenter.
-type loop struct {
-	options    Options
+type trainLoop struct {
+	options    TrainOptions
 	model      *unet.Model
-	train      []sample
-	validation []sample
+	train      []trainSample
+	validation []trainSample
 
 	augmenter *augmenter
 	batch     unet.Batch
 	logits    []float32
 }
 
-func (l *loop) close() {
+func (l *trainLoop) close() {
 	if l.augmenter != nil {
 		l.augmenter.Close()
 	}
 }
 
 // buffers sizes the batch for n samples.
-func (l *loop) buffers(n int) {
+func (l *trainLoop) buffers(n int) {
 	size := l.options.InputSize
 	pixels := n * size * size
 	if cap(l.batch.Images) < 3*pixels {
@@ -41,7 +41,7 @@ func (l *loop) buffers(n int) {
 	l.logits = l.logits[:pixels]
 }
 
-func (l *loop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
+func (l *trainLoop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
 	o := l.options
 	start := time.Now()
 	result := EpochResult{Epoch: epoch, LearningRate: learningRate(o.LearningRate, epoch, o.Epochs)}
@@ -61,7 +61,7 @@ func (l *loop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
 	var lossSum, bceSum, diceSum float64
 	for step := range steps {
 		if err := ctx.Err(); err != nil {
-			return result, err
+			return result, fmt.Errorf("training stopped in epoch %d: %w; continue it with --resume", epoch, err)
 		}
 
 		indices := order[step*o.BatchSize : min((step+1)*o.BatchSize, len(order))]
@@ -83,7 +83,7 @@ func (l *loop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
 		diceSum += float64(dice)
 
 		if o.Progress != nil {
-			o.Progress(StepProgress{Epoch: epoch, Epochs: o.Epochs, Step: step + 1, Steps: steps,
+			o.Progress(TrainProgress{Epoch: epoch, Epochs: o.Epochs, Step: step + 1, Steps: steps,
 				Loss: loss.Total, Dice: dice})
 		}
 	}
@@ -100,7 +100,7 @@ func (l *loop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
 
 // validate runs the validation frames, without augmentation, in evaluation
 // mode and sets the loss and the mean per-frame Dice at the input size.
-func (l *loop) validate(ctx context.Context, result *EpochResult) error {
+func (l *trainLoop) validate(ctx context.Context, result *EpochResult) error {
 	if len(l.validation) == 0 {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 	"github.com/medvseg/medvseg/trainer/unet"
 )
 
-// Options configure Train. DefaultOptions has the defaults of `medvseg train`.
-type Options struct {
+// TrainOptions configure Train.
+type TrainOptions struct {
 	// Data is DIR with DIR/frames/NAME.png and DIR/masks/NAME.png, or ROOT
 	// with several ROOT/<clip>/frames and ROOT/<clip>/masks.
 	Data string
@@ -54,24 +55,24 @@ type Options struct {
 	Resume bool
 
 	// Progress, when set, is called after every training step.
-	Progress func(StepProgress)
+	Progress func(TrainProgress)
 }
 
-// DefaultOptions are the defaults of `medvseg train`.
-var DefaultOptions = Options{
+// DefaultTrainOptions are the defaults of `medvseg train`.
+var DefaultTrainOptions = TrainOptions{
 	BatchSize:    8,
 	Epochs:       30,
 	InputSize:    256,
 	LearningRate: 1e-3,
 	WeightDecay:  1e-4,
-	Threads:      2,
+	Threads:      runtime.NumCPU(),
 	ValFraction:  0.15,
 	Loss:         unet.LossWeights{BCE: 1, Dice: 1, Boundary: 0.5},
 	RandomSeed:   1,
 }
 
-// StepProgress reports one training step.
-type StepProgress struct {
+// TrainProgress reports one training step.
+type TrainProgress struct {
 	Epoch  int // 1-based
 	Epochs int
 	Step   int // 1-based within the epoch
@@ -93,8 +94,8 @@ type EpochResult struct {
 	Seconds      float64 `json:"seconds"`
 }
 
-// History is the content of Out/train_history.json.
-type History struct {
+// TrainHistory is the content of Out/train_history.json.
+type TrainHistory struct {
 	TrainFrames      int           `json:"train_frames"`
 	ValidationFrames int           `json:"validation_frames"`
 	BestEpoch        int           `json:"best_epoch"`
@@ -106,12 +107,12 @@ type History struct {
 // AdamW state it is all a resumed run needs, because each epoch's shuffle
 // and augmentation come from a generator seeded by (RandomSeed, epoch).
 type runState struct {
-	Epoch      int        `json:"epoch"`
-	RandomSeed uint64     `json:"random_seed"`
-	InputSize  int        `json:"input_size"`
-	Mean       [3]float32 `json:"mean"`
-	Std        [3]float32 `json:"std"`
-	History    History    `json:"history"`
+	Epoch      int          `json:"epoch"`
+	RandomSeed uint64       `json:"random_seed"`
+	InputSize  int          `json:"input_size"`
+	Mean       [3]float32   `json:"mean"`
+	Std        [3]float32   `json:"std"`
+	History    TrainHistory `json:"history"`
 }
 
 // Checkpoint and history paths inside the run folder.
@@ -123,13 +124,17 @@ const (
 )
 
 // Train trains the U-Net on o.Data and writes checkpoints and history to
-// o.Out. It returns the history; ctx cancels between steps.
-func Train(ctx context.Context, o Options) (*History, error) {
+// o.Out. It returns the history. Cancelling ctx stops it between steps, and
+// the run can then continue from the last finished epoch with o.Resume.
+//
+// Every frame and mask stays in memory at the input size, 4 bytes a pixel:
+// 256 KiB a frame at 256x256, so 1 GiB holds about 4000 frames.
+func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
 
-	train, validation, err := loadData(o)
+	train, validation, err := loadTrainingData(o)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +156,7 @@ func Train(ctx context.Context, o Options) (*History, error) {
 		Int("input_size", o.InputSize).Ints("channels", model.Channels()).Int("first_epoch", state.Epoch+1).
 		Int("epochs", o.Epochs).Uint64("random_seed", o.RandomSeed).Msg("train")
 
-	loop := &loop{options: o, model: model, train: train, validation: validation}
+	loop := &trainLoop{options: o, model: model, train: train, validation: validation}
 	defer loop.close()
 	for epoch := state.Epoch + 1; epoch <= o.Epochs; epoch++ {
 		result, err := loop.epoch(ctx, epoch)
@@ -174,7 +179,7 @@ func Train(ctx context.Context, o Options) (*History, error) {
 	return &state.History, nil
 }
 
-func (o Options) validate() error {
+func (o TrainOptions) validate() error {
 	switch {
 	case o.Data == "":
 		return errors.New("no training data: set --data to DIR with DIR/frames and DIR/masks")
@@ -206,21 +211,21 @@ func (o Options) validate() error {
 	return nil
 }
 
-func (o Options) channels() []int {
+func (o TrainOptions) channels() []int {
 	if o.Channels == nil {
 		return unet.DefaultChannels
 	}
 	return o.Channels
 }
 
-func loadData(o Options) (train, validation []sample, err error) {
-	clips, err := clipFolders(o.Data)
+func loadTrainingData(o TrainOptions) (train, validation []trainSample, err error) {
+	clips, err := trainingClips(o.Data)
 	if err != nil {
 		return nil, nil, err
 	}
 
 	for _, dir := range clips {
-		samples, err := loadClip(dir, o.InputSize)
+		samples, err := loadTrainingClip(dir, o.InputSize)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -233,7 +238,7 @@ func loadData(o Options) (train, validation []sample, err error) {
 
 // openModel builds a new model, or with o.Resume loads Out/checkpoints/last
 // after checking that it belongs to a run with the same settings.
-func openModel(o Options) (*unet.Model, runState, error) {
+func openModel(o TrainOptions) (*unet.Model, runState, error) {
 	last := filepath.Join(o.Out, checkpointsDir, lastName)
 	state := runState{RandomSeed: o.RandomSeed, InputSize: o.InputSize, Mean: InputMean, Std: InputStd}
 	state.History.BestEpoch = 0
@@ -275,7 +280,7 @@ func openModel(o Options) (*unet.Model, runState, error) {
 	return model, state, nil
 }
 
-func (s runState) matches(o Options, channels []int, path string) error {
+func (s runState) matches(o TrainOptions, channels []int, path string) error {
 	if o.Channels != nil && !slices.Equal(o.Channels, channels) || o.Channels == nil && !slices.Equal(unet.DefaultChannels, channels) {
 		return fmt.Errorf("--resume: checkpoint %q has channels %v, this run asks for %v: resume with the same channels",
 			path, channels, o.channels())
@@ -323,7 +328,7 @@ func saveEpoch(out string, model *unet.Model, state runState) error {
 	return writeHistory(filepath.Join(out, historyName), state.History)
 }
 
-func writeHistory(path string, history History) error {
+func writeHistory(path string, history TrainHistory) error {
 	encoded, err := json.MarshalIndent(history, "", "  ")
 	if err != nil {
 		return err
@@ -347,14 +352,14 @@ func writeHistory(path string, history History) error {
 	return nil
 }
 
-// ReadHistory reads a run folder's train_history.json.
-func ReadHistory(out string) (*History, error) {
+// ReadTrainHistory reads a run folder's train_history.json.
+func ReadTrainHistory(out string) (*TrainHistory, error) {
 	path := filepath.Join(out, historyName)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read training history: %w", err)
 	}
-	var history History
+	var history TrainHistory
 	if err := json.Unmarshal(raw, &history); err != nil {
 		return nil, fmt.Errorf("read training history %q: %w", path, err)
 	}

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/medvseg/medvseg/codec"
 	"github.com/medvseg/medvseg/codec/synth"
 	"github.com/medvseg/medvseg/trainer/unet"
@@ -45,35 +43,17 @@ func writeSynthClip(t *testing.T, dir string, frames, size int) {
 	}
 }
 
-var synthClip string
-
-// testClip returns a folder with 24 synth frames of 128x128 and their
-// masks, rendered once per test binary.
+// testClip returns a folder with 24 synth frames of 128x128 and their masks.
 func testClip(t *testing.T) string {
 	t.Helper()
-	if synthClip == "" {
-		dir, err := os.MkdirTemp("", "medvseg-trainer-clip-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeSynthClip(t, dir, 24, 128)
-		synthClip = dir
-	}
-	return synthClip
-}
-
-func TestMain(m *testing.M) {
-	zerolog.SetGlobalLevel(zerolog.WarnLevel)
-	code := m.Run()
-	if synthClip != "" {
-		os.RemoveAll(synthClip)
-	}
-	os.Exit(code)
+	dir := t.TempDir()
+	writeSynthClip(t, dir, 24, 128)
+	return dir
 }
 
 // testOptions trains at 64x64 so a few epochs take seconds on 2 cores.
-func testOptions(t *testing.T, epochs int) Options {
-	o := DefaultOptions
+func testOptions(t *testing.T, epochs int) TrainOptions {
+	o := DefaultTrainOptions
 	o.Data = testClip(t)
 	o.Out = t.TempDir()
 	o.Epochs = epochs
@@ -116,7 +96,7 @@ func TestTrainLearnsSynthClip(t *testing.T) {
 			t.Errorf("checkpoint %s: %v", name, err)
 		}
 	}
-	written, err := ReadHistory(o.Out)
+	written, err := ReadTrainHistory(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +155,7 @@ func TestTrainRepeatableAndResumable(t *testing.T) {
 	split := testOptions(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	split.Progress = func(p StepProgress) {
+	split.Progress = func(p TrainProgress) {
 		if p.Epoch == 3 {
 			cancel()
 		}
@@ -191,6 +171,27 @@ func TestTrainRepeatableAndResumable(t *testing.T) {
 	}
 	if !slices.Equal(withoutTimes(resumed.Epochs), withoutTimes(first.Epochs)) {
 		t.Errorf("run stopped in epoch 3 and resumed differs from 3 straight epochs:\n%+v\n%+v", resumed.Epochs, first.Epochs)
+	}
+}
+
+func TestTrainClipsUnderRoot(t *testing.T) {
+	root := t.TempDir()
+	writeSynthClip(t, filepath.Join(root, "a"), 6, 64)
+	writeSynthClip(t, filepath.Join(root, "b"), 4, 64)
+	os.MkdirAll(filepath.Join(root, "notes"), 0o755)
+
+	o := testOptions(t, 1)
+	o.Data = root
+	history, err := Train(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A quarter of each clip, rounded up, is held out: 2 of 6 and 1 of 4.
+	if history.TrainFrames != 7 {
+		t.Errorf("%d training frames, want 7", history.TrainFrames)
+	}
+	if history.ValidationFrames != 3 {
+		t.Errorf("%d validation frames, want 3", history.ValidationFrames)
 	}
 }
 
@@ -229,26 +230,26 @@ func TestTrainBadInput(t *testing.T) {
 
 	cases := []struct {
 		name   string
-		change func(*Options)
+		change func(*TrainOptions)
 		want   []string
 	}{
-		{"empty folder", func(o *Options) { o.Data = empty }, []string{empty, "no training data", "frames"}},
-		{"missing folder", func(o *Options) { o.Data = filepath.Join(root, "absent") }, []string{"absent", "no such file"}},
-		{"no frames", func(o *Options) { o.Data = noFrames }, []string{"no frames", filepath.Join(noFrames, "frames")}},
-		{"frame without mask", func(o *Options) { o.Data = noMask },
+		{"empty folder", func(o *TrainOptions) { o.Data = empty }, []string{empty, "no training data", "frames"}},
+		{"missing folder", func(o *TrainOptions) { o.Data = filepath.Join(root, "absent") }, []string{"absent", "no such file"}},
+		{"no frames", func(o *TrainOptions) { o.Data = noFrames }, []string{"no frames", filepath.Join(noFrames, "frames")}},
+		{"frame without mask", func(o *TrainOptions) { o.Data = noMask },
 			[]string{filepath.Join(noMask, "frames", "0002.png"), filepath.Join(noMask, "masks", "0002.png"), "has no mask"}},
-		{"mask of wrong size", func(o *Options) { o.Data = wrongSize },
+		{"mask of wrong size", func(o *TrainOptions) { o.Data = wrongSize },
 			[]string{filepath.Join(wrongSize, "masks", "0001.png"), "32x32", "64x64"}},
-		{"existing run", func(o *Options) { o.Data = clip; o.Out = existing }, []string{"--resume", existing}},
-		{"resume without checkpoint", func(o *Options) { o.Data = clip; o.Resume = true }, []string{"--resume", "no checkpoint"}},
-		{"input size", func(o *Options) { o.Data = clip; o.InputSize = 60 }, []string{"input size 60", "multiple of 8"}},
-		{"batch size", func(o *Options) { o.Data = clip; o.BatchSize = 0 }, []string{"batch size 0"}},
-		{"validation fraction", func(o *Options) { o.Data = clip; o.ValFraction = 1 }, []string{"validation fraction 1"}},
-		{"loss weights", func(o *Options) { o.Data = clip; o.Loss = unet.LossWeights{} }, []string{"--bce-weight"}},
+		{"existing run", func(o *TrainOptions) { o.Data = clip; o.Out = existing }, []string{"--resume", existing}},
+		{"resume without checkpoint", func(o *TrainOptions) { o.Data = clip; o.Resume = true }, []string{"--resume", "no checkpoint"}},
+		{"input size", func(o *TrainOptions) { o.Data = clip; o.InputSize = 60 }, []string{"input size 60", "multiple of 8"}},
+		{"batch size", func(o *TrainOptions) { o.Data = clip; o.BatchSize = 0 }, []string{"batch size 0"}},
+		{"validation fraction", func(o *TrainOptions) { o.Data = clip; o.ValFraction = 1 }, []string{"validation fraction 1"}},
+		{"loss weights", func(o *TrainOptions) { o.Data = clip; o.Loss = unet.LossWeights{} }, []string{"--bce-weight"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := DefaultOptions
+			o := DefaultTrainOptions
 			o.Out = t.TempDir()
 			o.Epochs = 1
 			o.InputSize = 64
@@ -275,12 +276,12 @@ func TestTrainResumeSettingsMismatch(t *testing.T) {
 
 	cases := []struct {
 		name   string
-		change func(*Options)
+		change func(*TrainOptions)
 		want   []string
 	}{
-		{"input size", func(o *Options) { o.InputSize = 128 }, []string{last, "--input-size 64"}},
-		{"random seed", func(o *Options) { o.RandomSeed = 9 }, []string{last, "--random-seed 1"}},
-		{"channels", func(o *Options) { o.Channels = []int{8, 16, 32, 64} }, []string{last, "[16 32 64 128]", "[8 16 32 64]"}},
+		{"input size", func(o *TrainOptions) { o.InputSize = 128 }, []string{last, "--input-size 64"}},
+		{"random seed", func(o *TrainOptions) { o.RandomSeed = 9 }, []string{last, "--random-seed 1"}},
+		{"channels", func(o *TrainOptions) { o.Channels = []int{8, 16, 32, 64} }, []string{last, "[16 32 64 128]", "[8 16 32 64]"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -306,7 +307,7 @@ func TestAugmentKeepsMaskAligned(t *testing.T) {
 	// A bright square on black as both frame and mask: after any transform
 	// the bright frame pixels must be the mask pixels, except near edges
 	// where blur and interpolation blend them.
-	s := sample{frame: "square", bgr: make([]byte, size*size*3), mask: make([]byte, size*size)}
+	s := trainSample{frame: "square", bgr: make([]byte, size*size*3), mask: make([]byte, size*size)}
 	for y := 16; y < 40; y++ {
 		for x := 20; x < 50; x++ {
 			s.mask[y*size+x] = 255

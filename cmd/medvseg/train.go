@@ -17,7 +17,7 @@ import (
 )
 
 func newTrainCommand() *cobra.Command {
-	o := trainer.DefaultOptions
+	o := trainer.DefaultTrainOptions
 	channels := joinInts(unet.DefaultChannels)
 
 	cmd := &cobra.Command{
@@ -70,7 +70,7 @@ data give the same losses.`,
 	return cmd
 }
 
-func runTrain(ctx context.Context, o trainer.Options) error {
+func runTrain(ctx context.Context, o trainer.TrainOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -79,7 +79,7 @@ func runTrain(ctx context.Context, o trainer.Options) error {
 
 	var bar *progressbar.ProgressBar
 	if isTerminal() {
-		o.Progress = func(p trainer.StepProgress) {
+		o.Progress = func(p trainer.TrainProgress) {
 			if p.Step == 1 {
 				bar = newStepProgress(p.Steps, fmt.Sprintf("epoch %d/%d", p.Epoch, p.Epochs))
 			}

@@ -107,8 +107,8 @@ Loss compute_loss(const torch::Tensor &logits, const torch::Tensor &target, cons
                                                          at::Reduction::None);
   loss.bce = bce_map.mean();
 
-  // Soft Dice per image with smoothing 1, so an empty ground truth asks for
-  // an empty prediction instead of dividing by zero.
+  // Soft Dice per image with smoothing 1, so an empty ground truth is a
+  // target for an empty prediction instead of a division by zero.
   auto prob = torch::sigmoid(logits);
   auto intersection = (prob * target).sum({1, 2, 3});
   auto sums = prob.sum({1, 2, 3}) + target.sum({1, 2, 3});
@@ -180,8 +180,9 @@ struct ms_unet {
   size_t parameter_count = 0;
   int threads = 1;
 
-  // OpenMP keeps the thread count per calling thread, and Go runs cgo calls
-  // on whichever OS thread the goroutine has, so every compute call sets it.
+  // OpenMP keeps the thread count per calling thread. The Go side makes all
+  // calls from one locked OS thread, and every compute call sets the count
+  // again, so it holds even for a caller that does not.
   void use_threads() const { at::set_num_threads(threads); }
 };
 
