@@ -61,7 +61,7 @@ type FilterReport struct {
 	Frames []FilterDecision `json:"frames"`
 }
 
-// FilterDecision says whether a frame's pseudo-label was kept, and why not.
+// FilterDecision records whether a frame's pseudo-label was kept, and why not.
 type FilterDecision struct {
 	Frame  string `json:"frame"`
 	Number int    `json:"number"`

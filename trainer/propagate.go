@@ -71,7 +71,7 @@ type Propagation struct {
 	EmptyFrames []string `json:"empty_frames,omitempty"`
 }
 
-// PropagationRecord says how the pseudo-label of one frame was made.
+// PropagationRecord describes how the pseudo-label of one frame was made.
 type PropagationRecord struct {
 	Frame  string `json:"frame"`
 	Number int    `json:"number"`
@@ -114,7 +114,7 @@ type PropagationSource struct {
 // frame size. Seed frames keep their seed.
 //
 // Flows are computed once and cached in OUT, then deleted unless
-// o.KeepFlows; flows already in OUT/flows are reused when they match the
+// o.KeepFlows. Flows already in OUT/flows are reused when they match the
 // frames and the flow options. Outputs replace earlier ones only when the
 // whole run succeeds. A propagated pseudo-label that is empty gets a
 // warning, and an error when every propagated frame is empty.

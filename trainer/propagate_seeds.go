@@ -42,7 +42,7 @@ type Seed struct {
 // frames of clip by frame number. Masks are binarised at > 127, with one
 // warning per seed that had other values than 0 and 255. A seed whose
 // number matches no frame, an empty or full seed, and a seed whose size
-// differs from its frame are errors; with resize, a seed of another size
+// differs from its frame are errors. With resize, a seed of another size
 // is resized to its frame with nearest-neighbour interpolation instead.
 func LoadSeeds(clip *Clip, src SeedSource, resize bool) ([]Seed, error) {
 	files, err := selectSeedFiles(src)

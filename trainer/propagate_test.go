@@ -70,7 +70,7 @@ func iouAgainstGT(t *testing.T, clip, out string, prop *Propagation) map[string]
 
 // Bounds on the IoU against GT of single-seed forward propagation. The
 // research tool scores about 0.98 on Seq_003_35920, where the tool barely
-// moves, and 0.84 on Seq_015_42000, whose snare moves more; medvseg's
+// moves, and 0.84 on Seq_015_42000, whose snare moves more. medvseg's
 // defaults score about the same (docs/results.md). Warping by the flow in
 // the wrong direction (t to t+1) scores 0.59 on Seq_015_42000, so that
 // bound catches it; the margins leave room for other OpenCV versions.
@@ -184,8 +184,8 @@ func TestPropagateThreeSeedsFuses(t *testing.T) {
 	meanOne /= float64(n)
 	// The GT of this clip changes fast: between some consecutive frames its
 	// IoU is below 0.2. The research tool's single forward seed reaches
-	// about 0.50 on all 24 frames after the seed; three seeds measured 0.51
-	// and one seed 0.40 on these 22 frames.
+	// about 0.50 on all 24 frames after the seed. On these 22 frames, three
+	// seeds measured 0.51 and one seed 0.40.
 	if meanThree < 0.45 {
 		t.Errorf("three seeds: mean IoU %.3f over the non-seed frames, want at least 0.45", meanThree)
 	}
