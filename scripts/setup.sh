@@ -19,6 +19,7 @@ apt_packages=(
   libavcodec-dev libavformat-dev libavdevice-dev libavfilter-dev
   libavutil-dev libswscale-dev libswresample-dev
   libopencv-dev libtorch-dev
+  chromium
   "$@"
 )
 

@@ -328,12 +328,13 @@ func (p *LiveProcessor) loop(ctx context.Context, ring *Ring, jobs chan<- *liveJ
 		}
 		slot.Times.Segmented = time.Now()
 
+		// The next flow needs this frame as captured, before the overlay is drawn on it.
+		st.previous.CopyFrom(&slot.Frame)
+		st.hasPrevious = true
+
 		if err := p.render(st, slot, settings, st.applied, sinks); err != nil {
 			return err
 		}
-
-		st.previous.CopyFrom(&slot.Frame)
-		st.hasPrevious = true
 		ring.Release(slot)
 		p.updateRates()
 	}

@@ -12,8 +12,8 @@ function showState(state) {
 }
 
 // waitForGathering resolves when ICE gathering completes, or after
-// timeoutMs: the server answers with all its candidates and needs the
-// browser's in the offer.
+// timeoutMs. Signalling is not trickled, so the offer must carry the
+// browser's candidates.
 function waitForGathering(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
