@@ -1,5 +1,6 @@
-// Package trainer is medvseg's offline pipeline. This part trains the U-Net
-// student (package trainer/unet) on frames and masks.
+// Package trainer is medvseg's offline pipeline, from seed masks to a
+// trained student. Train fits the U-Net of package trainer/unet to frames
+// and masks.
 package trainer
 
 import (
@@ -29,6 +30,7 @@ type TrainOptions struct {
 	// the per-epoch history to Out/train_history.json.
 	Out string
 
+	// BatchSize is the number of frames per training step.
 	BatchSize int
 	// Epochs is the total number of epochs, counting those of a resumed run.
 	Epochs int
@@ -42,7 +44,8 @@ type TrainOptions struct {
 	// to 1% of it by the last epoch.
 	LearningRate float64
 	WeightDecay  float64
-	Threads      int
+	// Threads is the number of libtorch CPU threads.
+	Threads int
 	// ValFraction is the fraction of each clip's frames, taken from its end,
 	// held out from training for validation; 0 trains on all frames and
 	// picks the best checkpoint by training Dice.
@@ -103,16 +106,21 @@ type TrainHistory struct {
 	Epochs           []EpochResult `json:"epochs"`
 }
 
-// runState is the metadata stored in every checkpoint. With the model and
-// AdamW state it is all a resumed run needs, because each epoch's shuffle
-// and augmentation come from a generator seeded by (RandomSeed, epoch).
-type runState struct {
-	Epoch      int          `json:"epoch"`
-	RandomSeed uint64       `json:"random_seed"`
-	InputSize  int          `json:"input_size"`
-	Mean       [3]float32   `json:"mean"`
-	Std        [3]float32   `json:"std"`
-	History    TrainHistory `json:"history"`
+// CheckpointMeta is the run metadata in every checkpoint that Train writes:
+// the input size and normalisation that the ONNX export needs, and what a
+// resumed run needs besides the model and AdamW state. Each epoch's shuffle
+// and augmentation come from a generator seeded by (RandomSeed, Epoch), so
+// no generator state is stored.
+type CheckpointMeta struct {
+	// Epoch is the last finished epoch.
+	Epoch      int    `json:"epoch"`
+	RandomSeed uint64 `json:"random_seed"`
+	// InputSize is the side of the square network input in pixels.
+	InputSize int `json:"input_size"`
+	// Mean and Std normalise the RGB input scaled to [0,1].
+	Mean    [3]float32   `json:"mean"`
+	Std     [3]float32   `json:"std"`
+	History TrainHistory `json:"history"`
 }
 
 // Checkpoint and history paths inside the run folder.
@@ -164,9 +172,7 @@ func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 			return &state.History, err
 		}
 
-		if err := state.record(result, len(validation) > 0); err != nil {
-			return &state.History, err
-		}
+		state.record(result, len(validation) > 0)
 		if err := saveEpoch(o.Out, model, state); err != nil {
 			return &state.History, err
 		}
@@ -238,50 +244,64 @@ func loadTrainingData(o TrainOptions) (train, validation []trainSample, err erro
 
 // openModel builds a new model, or with o.Resume loads Out/checkpoints/last
 // after checking that it belongs to a run with the same settings.
-func openModel(o TrainOptions) (*unet.Model, runState, error) {
+func openModel(o TrainOptions) (*unet.Model, CheckpointMeta, error) {
 	last := filepath.Join(o.Out, checkpointsDir, lastName)
-	state := runState{RandomSeed: o.RandomSeed, InputSize: o.InputSize, Mean: InputMean, Std: InputStd}
-	state.History.BestEpoch = 0
+	state := CheckpointMeta{RandomSeed: o.RandomSeed, InputSize: o.InputSize, Mean: InputMean, Std: InputStd}
 
 	config := unet.Config{Channels: o.Channels, RandomSeed: o.RandomSeed, Threads: o.Threads,
 		LearningRate: o.LearningRate, WeightDecay: o.WeightDecay}
 
 	if !o.Resume {
 		if _, err := os.Stat(last); err == nil {
-			return nil, runState{}, fmt.Errorf("run folder %q already has checkpoint %q: pass --resume to continue that run, or choose another --out",
+			return nil, CheckpointMeta{}, fmt.Errorf("run folder %q already has checkpoint %q: pass --resume to continue that run, or choose another --out",
 				o.Out, last)
 		}
 		model, err := unet.New(config)
 		return model, state, err
 	}
 
-	info, err := unet.ReadCheckpointInfo(last)
+	state, channels, err := ReadCheckpointMeta(last)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, runState{}, fmt.Errorf("--resume: no checkpoint %q: train without --resume first", last)
+		return nil, CheckpointMeta{}, fmt.Errorf("--resume: no checkpoint %q: train without --resume first", last)
 	}
 	if err != nil {
-		return nil, runState{}, err
+		return nil, CheckpointMeta{}, err
 	}
-	if err := json.Unmarshal(info.Meta, &state); err != nil {
-		return nil, runState{}, fmt.Errorf("--resume: checkpoint %q has invalid run metadata: %w", last, err)
-	}
-	if err := state.matches(o, info.Channels, last); err != nil {
-		return nil, runState{}, err
+	if err := state.matches(o, channels, last); err != nil {
+		return nil, CheckpointMeta{}, err
 	}
 
 	model, err := unet.New(config)
 	if err != nil {
-		return nil, runState{}, err
+		return nil, CheckpointMeta{}, err
 	}
 	if _, err := model.Load(last); err != nil {
 		model.Close()
-		return nil, runState{}, err
+		return nil, CheckpointMeta{}, err
 	}
 	return model, state, nil
 }
 
-func (s runState) matches(o TrainOptions, channels []int, path string) error {
-	if o.Channels != nil && !slices.Equal(o.Channels, channels) || o.Channels == nil && !slices.Equal(unet.DefaultChannels, channels) {
+// ReadCheckpointMeta reads the run metadata and the encoder channels of a
+// checkpoint that Train wrote.
+func ReadCheckpointMeta(path string) (CheckpointMeta, []int, error) {
+	info, err := unet.ReadCheckpointInfo(path)
+	if err != nil {
+		return CheckpointMeta{}, nil, err
+	}
+
+	var meta CheckpointMeta
+	if err := json.Unmarshal(info.Meta, &meta); err != nil {
+		return CheckpointMeta{}, nil, fmt.Errorf("checkpoint %q has invalid training metadata: %w", path, err)
+	}
+	if meta.InputSize == 0 {
+		return CheckpointMeta{}, nil, fmt.Errorf("checkpoint %q has no training metadata: it was not written by medvseg train", path)
+	}
+	return meta, info.Channels, nil
+}
+
+func (s CheckpointMeta) matches(o TrainOptions, channels []int, path string) error {
+	if !slices.Equal(o.channels(), channels) {
 		return fmt.Errorf("--resume: checkpoint %q has channels %v, this run asks for %v: resume with the same channels",
 			path, channels, o.channels())
 	}
@@ -296,9 +316,9 @@ func (s runState) matches(o TrainOptions, channels []int, path string) error {
 	return nil
 }
 
-// record appends an epoch to the history and reports whether it is the
-// best so far.
-func (s *runState) record(result EpochResult, hasValidation bool) error {
+// record appends an epoch to the history and updates the best epoch, by
+// validation Dice when there is validation data, else by training Dice.
+func (s *CheckpointMeta) record(result EpochResult, hasValidation bool) {
 	s.Epoch = result.Epoch
 	s.History.Epochs = append(s.History.Epochs, result)
 
@@ -310,12 +330,11 @@ func (s *runState) record(result EpochResult, hasValidation bool) error {
 		s.History.BestEpoch = result.Epoch
 		s.History.BestDice = dice
 	}
-	return nil
 }
 
 // saveEpoch writes the last checkpoint, the best one when this epoch is the
 // best, and the history; each file goes to a temporary name first.
-func saveEpoch(out string, model *unet.Model, state runState) error {
+func saveEpoch(out string, model *unet.Model, state CheckpointMeta) error {
 	dir := filepath.Join(out, checkpointsDir)
 	if err := model.Save(filepath.Join(dir, lastName), state); err != nil {
 		return err

@@ -92,9 +92,24 @@ func TestTrainLearnsSynthClip(t *testing.T) {
 	}
 
 	for _, name := range []string{bestName, lastName} {
-		if _, err := os.Stat(filepath.Join(o.Out, checkpointsDir, name)); err != nil {
+		meta, channels, err := ReadCheckpointMeta(filepath.Join(o.Out, checkpointsDir, name))
+		if err != nil {
 			t.Errorf("checkpoint %s: %v", name, err)
+			continue
 		}
+		if meta.InputSize != 64 {
+			t.Errorf("checkpoint %s: input size %d, want 64", name, meta.InputSize)
+		}
+		if meta.Mean != InputMean || meta.Std != InputStd {
+			t.Errorf("checkpoint %s: mean %v and std %v, want %v and %v", name, meta.Mean, meta.Std, InputMean, InputStd)
+		}
+		if !slices.Equal(channels, unet.DefaultChannels) {
+			t.Errorf("checkpoint %s: channels %v, want %v", name, channels, unet.DefaultChannels)
+		}
+	}
+	meta, _, _ := ReadCheckpointMeta(filepath.Join(o.Out, checkpointsDir, bestName))
+	if meta.Epoch != history.BestEpoch {
+		t.Errorf("best checkpoint is from epoch %d, history's best epoch is %d", meta.Epoch, history.BestEpoch)
 	}
 	written, err := ReadTrainHistory(o.Out)
 	if err != nil {
