@@ -55,7 +55,7 @@ data give the same losses.`,
 	flags.StringVar(&channels, "channels", channels, "encoder channels per level, comma-separated")
 	flags.Float64Var(&o.LearningRate, "lr", o.LearningRate, "peak AdamW learning rate; decays along a cosine to 1% at the last epoch")
 	flags.Float64Var(&o.WeightDecay, "weight-decay", o.WeightDecay, "AdamW weight decay")
-	flags.IntVar(&o.Threads, "threads", o.Threads, "libtorch CPU threads")
+	flags.IntVar(&o.Threads, "threads", o.Threads, "libtorch CPU threads (the default is this machine's CPU count)")
 	flags.Float64Var(&o.ValFraction, "val-fraction", o.ValFraction,
 		"fraction of each clip's frames, from its end, held out for validation; 0 picks the best checkpoint by training Dice")
 	flags.Float32Var(&o.Loss.BCE, "bce-weight", o.Loss.BCE, "weight of the binary cross-entropy term")
