@@ -111,8 +111,8 @@ func endoFrames(t *testing.T, count int) []*codec.Frame {
 	return frames
 }
 
-// resizeRGB resizes f with OpenCV's bilinear filter and returns R, G and B
-// on [0,1], row-major.
+// resizeRGB resizes f with OpenCV's pixel-area filter, as the model does,
+// and returns R, G and B on [0,1], row-major.
 func resizeRGB(t *testing.T, f *codec.Frame, width, height int) (r, g, b []float64) {
 	t.Helper()
 	src, err := gocv.NewMatFromBytes(f.Height, f.Width, gocv.MatTypeCV8UC3, f.Pix)
@@ -122,7 +122,7 @@ func resizeRGB(t *testing.T, f *codec.Frame, width, height int) (r, g, b []float
 	defer src.Close()
 	dst := gocv.NewMat()
 	defer dst.Close()
-	gocv.Resize(src, &dst, image.Pt(width, height), 0, 0, gocv.InterpolationLinear)
+	gocv.Resize(src, &dst, image.Pt(width, height), 0, 0, gocv.InterpolationArea)
 
 	pix, err := dst.DataPtrUint8()
 	if err != nil {

@@ -32,9 +32,10 @@ func newPreprocessor(size codec.Size, mean, std [3]float32) *preprocessor {
 }
 
 // run writes frame f into dst, one image of 3 x height x width values:
-// bilinear resize to the input size, BGR to RGB, scale to [0,1], normalise.
-// The resize is OpenCV's INTER_LINEAR, the default of cv2.resize, so
-// training must resize its inputs the same way.
+// resize to the input size, BGR to RGB, scale to [0,1], normalise. The
+// resize is OpenCV's INTER_AREA, pixel-area averaging that does not alias
+// when shrinking, the same as the trainer uses, so the network sees at run
+// time what it saw in training.
 func (p *preprocessor) run(f *codec.Frame, dst []float32) error {
 	view, err := frameView(f)
 	if err != nil {
@@ -44,7 +45,7 @@ func (p *preprocessor) run(f *codec.Frame, dst []float32) error {
 
 	src := view
 	if f.Width != p.width || f.Height != p.height {
-		gocv.Resize(view, &p.resized, image.Pt(p.width, p.height), 0, 0, gocv.InterpolationLinear)
+		gocv.Resize(view, &p.resized, image.Pt(p.width, p.height), 0, 0, gocv.InterpolationArea)
 		src = p.resized
 	}
 
