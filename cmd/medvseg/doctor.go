@@ -9,6 +9,7 @@ import (
 
 	"github.com/medvseg/medvseg/codec"
 	"github.com/medvseg/medvseg/segment"
+	"github.com/medvseg/medvseg/trainer/unet"
 )
 
 // check is one line of the doctor's report.
@@ -45,6 +46,7 @@ func runChecks(global *globalOptions) []check {
 		{name: "FFmpeg", detail: codec.FFmpegVersion()},
 		encoderCheck("libx264", "H.264 encoding of overlay.mp4"),
 		{name: "OpenCV", detail: segment.OpenCVVersion()},
+		{name: "libtorch", detail: unet.Version() + " (training)"},
 	}
 
 	library := segment.LibraryPath(global.ortLib)

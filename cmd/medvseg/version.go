@@ -8,6 +8,7 @@ import (
 
 	"github.com/medvseg/medvseg/codec"
 	"github.com/medvseg/medvseg/segment"
+	"github.com/medvseg/medvseg/trainer/unet"
 )
 
 func newVersionCommand(global *globalOptions) *cobra.Command {
@@ -20,6 +21,7 @@ func newVersionCommand(global *globalOptions) *cobra.Command {
 			fmt.Fprintf(out, "medvseg      %s\n", buildVersion())
 			fmt.Fprintf(out, "FFmpeg       %s\n", codec.FFmpegVersion())
 			fmt.Fprintf(out, "OpenCV       %s\n", segment.OpenCVVersion())
+			fmt.Fprintf(out, "libtorch     %s\n", unet.Version())
 
 			library := segment.LibraryPath(global.ortLib)
 			if err := segment.InitRuntime(library); err != nil {
