@@ -91,6 +91,17 @@ func Evaluate(predDir, gtDir string) (*Evaluation, error) {
 			Msg("some frames have only a prediction or only ground truth: they are left out of the scores")
 	}
 
+	e.computeMean()
+	return e, nil
+}
+
+// computeMean sets e.Mean to the mean of each measure over e.Frames, or
+// zeros when there are none.
+func (e *Evaluation) computeMean() {
+	e.Mean = Scores{}
+	if len(e.Frames) == 0 {
+		return
+	}
 	for _, f := range e.Frames {
 		e.Mean.Dice += f.Dice
 		e.Mean.IoU += f.IoU
@@ -104,7 +115,6 @@ func Evaluate(predDir, gtDir string) (*Evaluation, error) {
 	e.Mean.BoundaryF /= n
 	e.Mean.BoundaryPrecision /= n
 	e.Mean.BoundaryRecall /= n
-	return e, nil
 }
 
 // WriteJSON writes e as indented JSON to path through a temporary file, so

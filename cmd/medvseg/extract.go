@@ -1,15 +1,15 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"io"
-	"path/filepath"
+	"os"
+	"os/signal"
 
-	"github.com/rs/zerolog/log"
 	"github.com/spf13/cobra"
 
 	"github.com/medvseg/medvseg/codec"
+	"github.com/medvseg/medvseg/trainer"
 )
 
 type extractOptions struct {
@@ -31,7 +31,7 @@ replaced.`,
 		Example: "  medvseg extract clip.mp4 --out run1 --fps 10 --resize 512x512",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runExtract(args[0], o)
+			return runExtract(cmd.Context(), args[0], o)
 		},
 	}
 
@@ -43,61 +43,37 @@ replaced.`,
 	return cmd
 }
 
-func runExtract(video string, o extractOptions) error {
-	options := codec.ReaderOptions{FPS: o.fps}
-	if o.fps < 0 {
-		return fmt.Errorf("invalid --fps %v: must be positive", o.fps)
+func runExtract(ctx context.Context, video string, o extractOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	if o.resize != "" {
-		size, err := codec.ParseSize(o.resize)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+
+	options, err := parseExtractOptions(o.fps, o.resize)
+	if err != nil {
+		return err
+	}
+	progress := newStageProgress()
+	defer progress.finish()
+	options.Progress = progress.update
+
+	_, _, err = trainer.Extract(ctx, video, o.out, options)
+	return err
+}
+
+// parseExtractOptions checks --fps and parses --resize.
+func parseExtractOptions(fps float64, resize string) (trainer.ExtractOptions, error) {
+	options := trainer.ExtractOptions{FPS: fps}
+	if fps < 0 {
+		return options, fmt.Errorf("invalid --fps %v: must be positive", fps)
+	}
+	if resize != "" {
+		size, err := codec.ParseSize(resize)
 		if err != nil {
-			return fmt.Errorf("--resize: %w", err)
+			return options, fmt.Errorf("--resize: %w", err)
 		}
 		options.Size = size
 	}
-
-	reader, err := codec.Open(video, options)
-	if err != nil {
-		return err
-	}
-	defer reader.Close()
-
-	info := reader.Info()
-	log.Info().Str("video", video).Int("width", info.Width).Int("height", info.Height).
-		Float64("fps", info.FrameRate).Int("rotation", info.Rotation).Msg("extract")
-
-	dir := filepath.Join(o.out, "frames")
-	frames, err := codec.NewSequenceWriter(dir)
-	if err != nil {
-		return err
-	}
-	defer frames.Abort()
-
-	bar := newProgress(info.FrameCount, "extract")
-	frame := &codec.Frame{}
-	for {
-		err := reader.Read(frame)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-
-		if err := frames.Write(frame); err != nil {
-			return err
-		}
-		bar.Add(1)
-	}
-	bar.Finish()
-
-	if frames.Count() == 0 {
-		return fmt.Errorf("extract %q: the video has no frames", video)
-	}
-	if err := frames.Commit(); err != nil {
-		return err
-	}
-
-	log.Info().Str("dir", dir).Int("frames", frames.Count()).Msg("extracted")
-	return nil
+	return options, nil
 }

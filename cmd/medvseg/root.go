@@ -55,6 +55,8 @@ trains a small U-Net on them and runs it in real time.`,
 		newPropagateCommand(),
 		newFilterCommand(),
 		newEvalCommand(),
+		newTrainOfflineCommand(&global),
+		newRenderCommand(&global),
 	)
 
 	return root

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medvseg/medvseg/segment"
+	"github.com/medvseg/medvseg/trainer"
+)
+
+type renderOptions struct {
+	run    string
+	device string
+	trainer.RenderOptions
+}
+
+func newRenderCommand(global *globalOptions) *cobra.Command {
+	var o renderOptions
+
+	cmd := &cobra.Command{
+		Use:   "render (--run RUN | --model model.onnx (--video VIDEO | --frames DIR) -o overlay.mp4)",
+		Short: "Run a model on every frame and write the video with its mask drawn over it",
+		Long: `render runs the model on every frame (no keyframes, no propagation between
+them, unlike medvseg process) and writes an H.264 mp4 with the mask drawn
+over each frame.
+
+With --run RUN it redoes the render stage of medvseg train-offline: the
+model RUN/model.onnx on the frames RUN/frames, at the frame rate in
+RUN/source.json, to RUN/overlay.mp4 and RUN/student/masks/. Flags given
+with --run replace those defaults.`,
+		Example: "  medvseg render --run run1\n" +
+			"  medvseg render --model run1/model.onnx --video clip.mp4 -o overlay.mp4",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRender(cmd.Context(), global, o)
+		},
+	}
+
+	f := cmd.Flags()
+	f.StringVar(&o.run, "run", "", "run folder of medvseg train-offline to render")
+	f.StringVar(&o.Model, "model", "", "ONNX model to run on every frame")
+	f.StringVar(&o.Video, "video", "", "video to segment")
+	f.StringVar(&o.Frames, "frames", "", "folder of PNG frames to segment, in name order, instead of --video")
+	f.Float64Var(&o.FrameRate, "fps", 0, "frame rate of the output for --frames, in frames per second (default 25)")
+	f.StringVarP(&o.Out, "out", "o", "", "output mp4")
+	f.StringVar(&o.MasksDir, "masks-dir", "", "also write every binary mask (0/255 PNG) to this folder")
+	f.StringVar(&o.device, "device", "auto", "where the model runs: auto (CUDA when available, else CPU), cpu or cuda")
+	f.IntVar(&o.Threads, "threads", 0, "ONNX Runtime threads per operator; 0 lets ONNX Runtime choose")
+
+	return cmd
+}
+
+func runRender(ctx context.Context, global *globalOptions, o renderOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+
+	if o.run != "" {
+		if err := runDefaults(&o); err != nil {
+			return err
+		}
+	}
+	if o.Model == "" || o.Out == "" {
+		return errors.New("give --run RUN, or --model and -o with --video or --frames")
+	}
+
+	var err error
+	if o.Device, err = segment.ParseDevice(o.device); err != nil {
+		return err
+	}
+	o.RuntimeLibrary = global.ortLib
+
+	progress := newStageProgress()
+	defer progress.finish()
+	o.Progress = progress.update
+	_, err = trainer.Render(ctx, o.RenderOptions)
+	return err
+}
+
+// runDefaults fills the options that --run implies and flags left empty.
+func runDefaults(o *renderOptions) error {
+	if o.Model == "" {
+		o.Model = filepath.Join(o.run, "model.onnx")
+	}
+	if o.Video == "" && o.Frames == "" {
+		o.Frames = filepath.Join(o.run, "frames")
+	}
+	if o.Out == "" {
+		o.Out = filepath.Join(o.run, "overlay.mp4")
+		if o.MasksDir == "" {
+			o.MasksDir = filepath.Join(o.run, "student", "masks")
+		}
+	}
+	if o.FrameRate == 0 {
+		path := filepath.Join(o.run, "source.json")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("--run %q: %w; pass a run folder of medvseg train-offline, or --fps", o.run, err)
+		}
+		var source struct {
+			FrameRate float64 `json:"frame_rate"`
+		}
+		if err := json.Unmarshal(data, &source); err != nil {
+			return fmt.Errorf("--run %q: read %q: %w", o.run, path, err)
+		}
+		o.FrameRate = source.FrameRate
+	}
+	return nil
+}
