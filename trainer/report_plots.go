@@ -85,9 +85,13 @@ func (f figure) horizontal(name string, y, x0, x1 float64, colour color.Color) e
 	return nil
 }
 
-// png renders the figure at 7 x 3.5 inches and 96 dots per inch.
+// legendRoom is how far above the data the y axis reaches, as a factor of
+// the data's top, so the legend in the top right corner covers no point.
+const legendRoom = 1.4
+
+// png renders the figure at 8 x 3.6 inches.
 func (f figure) png() ([]byte, error) {
-	writer, err := f.plot.WriterTo(7*vg.Inch, 3.5*vg.Inch, "png")
+	writer, err := f.plot.WriterTo(8*vg.Inch, 3.6*vg.Inch, "png")
 	if err != nil {
 		return nil, fmt.Errorf("render figure %q: %w", f.plot.Title.Text, err)
 	}
@@ -115,6 +119,7 @@ func lossFigure(h *TrainHistory) (figure, error) {
 		}
 	}
 	f.plot.Y.Min = 0
+	f.plot.Y.Max *= legendRoom
 	return f, nil
 }
 
@@ -134,7 +139,7 @@ func diceFigure(h *TrainHistory) (figure, error) {
 			return f, err
 		}
 	}
-	f.plot.Y.Min, f.plot.Y.Max = 0, 1
+	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
 	return f, nil
 }
 
@@ -169,7 +174,7 @@ func consistencyFigure(r *FilterReport) (figure, error) {
 			return f, err
 		}
 	}
-	f.plot.Y.Min, f.plot.Y.Max = 0, 1.05
+	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
 	return f, nil
 }
 
@@ -200,6 +205,6 @@ func accuracyFigure(e *RunEvaluation) (figure, error) {
 			return f, err
 		}
 	}
-	f.plot.Y.Min, f.plot.Y.Max = 0, 1.05
+	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
 	return f, nil
 }
