@@ -70,6 +70,9 @@ func configureSession(options *ort.SessionOptions, device Device, threads int) e
 	// provider: its libonnxruntime_providers_cuda.so is a plugin provider
 	// (it exports CreateEpFactories) that needs the execution-provider device
 	// API, which onnxruntime_go v1.27.0 does not wrap.
+	if err := cudaProviderMissing(); err != nil {
+		return cudaError(err)
+	}
 	cuda, err := ort.NewCUDAProviderOptions()
 	if err != nil {
 		return cudaError(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"os"
+	goruntime "runtime"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -50,6 +51,11 @@ type Model struct {
 	closed  bool
 }
 
+// MaxThreads is the largest thread count a model accepts: four per CPU.
+// More threads than cores only add switching, and a typo such as 100000
+// would otherwise start that many threads.
+func MaxThreads() int { return 4 * goruntime.NumCPU() }
+
 // ErrModelClosed is returned by calls on a closed Model.
 var ErrModelClosed = errors.New("model is closed")
 
@@ -60,9 +66,9 @@ func LoadModel(path string, o ModelOptions) (*Model, error) {
 	if !ort.IsInitialized() {
 		return nil, fmt.Errorf("load model %q: ONNX Runtime is not loaded: call segment.InitRuntime first", path)
 	}
-	if o.IntraOpThreads < 0 {
+	if o.IntraOpThreads < 0 || o.IntraOpThreads > MaxThreads() {
 		return nil, fmt.Errorf("load model %q: invalid intra-op thread count %d: expected 0 "+
-			"(ONNX Runtime's default) or a positive number", path, o.IntraOpThreads)
+			"(ONNX Runtime's default) or 1 to %d (4 per CPU)", path, o.IntraOpThreads, MaxThreads())
 	}
 	if o.BatchSize < 0 {
 		return nil, fmt.Errorf("load model %q: invalid batch size %d: expected 0 (the model's) "+

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -89,6 +90,10 @@ func CheckCUDA() error {
 		return fmt.Errorf("%w: ONNX Runtime is not loaded", ErrNoCUDA)
 	}
 
+	if err := cudaProviderMissing(); err != nil {
+		return cudaError(err)
+	}
+
 	options, err := ort.NewSessionOptions()
 	if err != nil {
 		return fmt.Errorf("create session options: %w", err)
@@ -103,6 +108,18 @@ func CheckCUDA() error {
 
 	if err := options.AppendExecutionProviderCUDA(cuda); err != nil {
 		return cudaError(err)
+	}
+	return nil
+}
+
+// cudaProviderMissing returns an error when no CUDA provider library sits
+// beside the loaded ONNX Runtime, as with the CPU build. Checking first keeps
+// ONNX Runtime from logging a failed library load on every CPU machine.
+func cudaProviderMissing() error {
+	dir := filepath.Dir(RuntimeLibrary())
+	provider := filepath.Join(dir, "libonnxruntime_providers_cuda.so")
+	if _, err := os.Stat(provider); err != nil {
+		return fmt.Errorf("no %s beside the loaded library", filepath.Base(provider))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/medvseg/medvseg/segment"
 )
@@ -74,10 +75,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Threshold == 0 {
 		o.Threshold = 0.5
 	}
-	if o.Threshold < 0 || o.Threshold >= 1 {
+	if !(o.Threshold > 0 && o.Threshold < 1) {
 		return o, fmt.Errorf("invalid threshold %v: use a probability between 0 and 1", o.Threshold)
 	}
-	if o.Smooth < 0 || o.Smooth >= 1 {
+	if !(o.Smooth >= 0 && o.Smooth < 1) {
 		return o, fmt.Errorf("invalid smoothing weight %v: use a value in [0, 1)", o.Smooth)
 	}
 	if o.Overlay == (segment.OverlayOptions{}) {
@@ -88,6 +89,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 
 	d := &o.Drift
+	for _, v := range []float64{d.PhotometricError, d.PhotometricRatio, d.AreaChange, d.Inconsistency, d.ConsistencyTolerance} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return o, fmt.Errorf("invalid drift limit %v: use a finite number, or a negative one to turn the check off", v)
+		}
+	}
 	d.PhotometricError = defaultLimit(d.PhotometricError, 6)
 	d.PhotometricRatio = defaultLimit(d.PhotometricRatio, 3)
 	d.AreaChange = defaultLimit(d.AreaChange, 0.5)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"image"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -382,7 +383,10 @@ func TestOptionsRejectInvalidValues(t *testing.T) {
 	cases := []Options{
 		{KeyframeInterval: -1},
 		{Threshold: 1.5},
+		{Threshold: math.NaN()},
 		{Smooth: 1},
+		{Smooth: math.NaN()},
+		{Drift: DriftOptions{AreaChange: math.Inf(1)}},
 		{Flow: segment.FlowOptions{Method: "optical-magic"}},
 	}
 	for _, o := range cases {

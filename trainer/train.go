@@ -199,8 +199,8 @@ func (o TrainOptions) validate() error {
 		return fmt.Errorf("invalid learning rate %v: must be positive", o.LearningRate)
 	case o.WeightDecay < 0:
 		return fmt.Errorf("invalid weight decay %v: must be 0 or more", o.WeightDecay)
-	case o.Threads < 1:
-		return fmt.Errorf("invalid thread count %d: must be at least 1", o.Threads)
+	case o.Threads < 1 || o.Threads > 4*runtime.NumCPU():
+		return fmt.Errorf("invalid thread count %d: must be 1 to %d (4 per CPU)", o.Threads, 4*runtime.NumCPU())
 	case o.ValFraction < 0 || o.ValFraction >= 1 || math.IsNaN(o.ValFraction):
 		return fmt.Errorf("invalid validation fraction %v: must be in [0, 1)", o.ValFraction)
 	case o.Loss.BCE < 0 || o.Loss.Dice < 0 || o.Loss.Boundary < 0:

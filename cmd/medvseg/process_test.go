@@ -118,6 +118,8 @@ func TestProcessBadInput(t *testing.T) {
 		{"missing model", []string{"process", video, "-o", out, "--model", filepath.Join(outDir, "none.onnx")}, "none.onnx"},
 		{"unmatched seeds", []string{"process", video, "-o", out, "--seeds", unmatched}, "frame 999"},
 		{"missing video", []string{"process", filepath.Join(outDir, "none.mp4"), "-o", out, "--model", model}, "none.mp4"},
+		{"too many threads", []string{"process", video, "-o", out, "--model", model, "--threads", "100000"}, "100000"},
+		{"threshold not a number", []string{"process", video, "-o", out, "--model", model, "--threshold", "NaN"}, "NaN"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
