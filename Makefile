@@ -38,10 +38,17 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./codec/... ./segment/... ./trainer/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./stream/...
 
+# The demo trains from the mask of frame 1 of the synth clip, scores the
+# student against the clip's other masks, then runs the trained model on the
+# clip. Training is sized for a CPU: 128x128 input, 12 epochs.
 demo: build
 	$(BIN) synth --out $(DEMO_DIR) --random-seed 1
-	$(BIN) extract $(DEMO_DIR)/clip.mp4 --out $(DEMO_DIR)/extracted
-	@echo "demo: synth clip, frames and masks in $(DEMO_DIR); extracted frames in $(DEMO_DIR)/extracted/frames"
+	mkdir -p $(DEMO_DIR)/seeds
+	cp $(DEMO_DIR)/masks/0001.png $(DEMO_DIR)/seeds/
+	$(BIN) train-offline --video $(DEMO_DIR)/clip.mp4 --seeds $(DEMO_DIR)/seeds --gt $(DEMO_DIR)/masks \
+		--out $(DEMO_DIR)/run --input-size 128 --epochs 12 --random-seed 1
+	$(BIN) process $(DEMO_DIR)/clip.mp4 -o $(DEMO_DIR)/processed.mp4 --model $(DEMO_DIR)/run/model.onnx
+	@echo "demo: report in $(DEMO_DIR)/run/report.html, overlays in $(DEMO_DIR)/run/overlay.mp4 and $(DEMO_DIR)/processed.mp4"
 
 clean:
 	rm -rf bin out

@@ -221,7 +221,10 @@ func (p *pipeline) propagate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The filter stage reuses the flows, and removes them unless
+	// Propagate.KeepFlows is set.
 	options := p.options.Propagate
+	options.KeepFlows = true
 	options.Progress = p.progress
 	_, err = Propagate(ctx, frames, SeedSource{Dir: seeds}, p.options.Out, options)
 	return err
@@ -230,8 +233,16 @@ func (p *pipeline) propagate(ctx context.Context) error {
 func (p *pipeline) filter(ctx context.Context) error {
 	options := p.options.Filter
 	options.Progress = p.progress
-	_, err := Filter(ctx, p.options.Out, options)
-	return err
+	if _, err := Filter(ctx, p.options.Out, options); err != nil {
+		return err
+	}
+	if p.options.Propagate.KeepFlows {
+		return nil
+	}
+	if err := os.RemoveAll(p.path("flows")); err != nil {
+		return fmt.Errorf("remove the optical flows after filtering: %w", err)
+	}
+	return nil
 }
 
 // train trains on RUN/filtered. It resumes from RUN/checkpoints/last when
@@ -313,16 +324,32 @@ func (p *pipeline) render(ctx context.Context) error {
 }
 
 func (p *pipeline) readSource() (*runSource, error) {
-	path := p.path(sourceName)
+	return readRunSource(p.options.Out)
+}
+
+func readRunSource(run string) (*runSource, error) {
+	path := filepath.Join(run, sourceName)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read run source: %w; delete %q to rerun every stage", err, p.path(stagesName))
+		return nil, fmt.Errorf("read run source: %w; is %q a run folder of RunPipeline? If so, delete its %s to rerun every stage",
+			err, run, stagesName)
 	}
 	var source runSource
 	if err := json.Unmarshal(data, &source); err != nil {
-		return nil, fmt.Errorf("read run source %q: %w; delete %q to rerun every stage", path, err, p.path(stagesName))
+		return nil, fmt.Errorf("read run source %q: %w; delete %q to rerun every stage", path, err,
+			filepath.Join(run, stagesName))
 	}
 	return &source, nil
+}
+
+// RunFrameRate returns the frame rate, in frames per second, of the frames
+// of a run folder that RunPipeline wrote.
+func RunFrameRate(run string) (float64, error) {
+	source, err := readRunSource(run)
+	if err != nil {
+		return 0, err
+	}
+	return source.FrameRate, nil
 }
 
 // groundTruth returns the folder of ground-truth masks, or "" for none.

@@ -165,26 +165,28 @@ func (p *pipeline) readReportInputs() (*reportInputs, error) {
 		return nil, err
 	}
 	in.filter = &FilterReport{}
-	if err := readJSON(p.path("filtered", "filter.json"), in.filter); err != nil {
+	if err := p.readJSON(filepath.Join("filtered", "filter.json"), in.filter); err != nil {
 		return nil, err
 	}
 	if in.history, err = ReadTrainHistory(p.options.Out); err != nil {
 		return nil, err
 	}
 	in.evaluation = &RunEvaluation{}
-	if err := readJSON(p.path(evalName), in.evaluation); err != nil {
+	if err := p.readJSON(evalName, in.evaluation); err != nil {
 		return nil, err
 	}
 	return &in, nil
 }
 
-func readJSON(path string, v any) error {
+// readJSON decodes the file at the path name, relative to the run folder.
+func (p *pipeline) readJSON(name string, v any) error {
+	path := p.path(name)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read %q: %w; delete %q to rerun every stage", path, err, filepath.Join(filepath.Dir(path), stagesName))
+		return fmt.Errorf("read %q: %w; delete %q to rerun every stage", path, err, p.path(stagesName))
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("read %q: %w", path, err)
+		return fmt.Errorf("read %q: %w; delete %q to rerun every stage", path, err, p.path(stagesName))
 	}
 	return nil
 }

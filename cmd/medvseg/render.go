@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -100,19 +99,12 @@ func runDefaults(o *renderOptions) error {
 			o.MasksDir = filepath.Join(o.run, "student", "masks")
 		}
 	}
-	if o.FrameRate == 0 {
-		path := filepath.Join(o.run, "source.json")
-		data, err := os.ReadFile(path)
+	if o.FrameRate == 0 && o.Video == "" {
+		rate, err := trainer.RunFrameRate(o.run)
 		if err != nil {
-			return fmt.Errorf("--run %q: %w; pass a run folder of medvseg train-offline, or --fps", o.run, err)
+			return fmt.Errorf("--run %q: %w; or pass --fps", o.run, err)
 		}
-		var source struct {
-			FrameRate float64 `json:"frame_rate"`
-		}
-		if err := json.Unmarshal(data, &source); err != nil {
-			return fmt.Errorf("--run %q: read %q: %w", o.run, path, err)
-		}
-		o.FrameRate = source.FrameRate
+		o.FrameRate = rate
 	}
 	return nil
 }

@@ -94,6 +94,7 @@ stage after it.`,
 		fmt.Sprintf("optical flow method of the propagation: one of %s", strings.Join(segment.FlowMethods, ", ")))
 	f.Float64Var(&o.Propagate.Flow.Scale, "flow-scale", o.Propagate.Flow.Scale,
 		"resolution of flow and propagation as a fraction of the frame size, in (0, 1]")
+	f.BoolVar(&o.Propagate.KeepFlows, "keep-flows", false, "keep the optical flows in RUN/flows, at the flow resolution, for later runs")
 	f.Float64Var(&o.Filter.IoUThreshold, "iou-th", o.Filter.IoUThreshold, "lowest warp IoU of a kept pseudo-label, in [0, 1]")
 	f.IntVar(&o.Filter.MinArea, "min-area", o.Filter.MinArea, "smallest kept pseudo-label, in pixels")
 
