@@ -201,6 +201,10 @@ func (p *pipeline) runStage(ctx context.Context, stage string, run func(context.
 
 	start := time.Now()
 	if err := run(ctx); err != nil {
+		if ctx.Err() != nil {
+			// The stage's own message may suggest its own command's flags.
+			return fmt.Errorf("stopped in the %s stage: %w; rerun with the same run folder to resume", stage, ctx.Err())
+		}
 		return fmt.Errorf("%s stage: %w", stage, err)
 	}
 	seconds := time.Since(start).Seconds()

@@ -99,7 +99,9 @@ func (p *pipeline) extractInputs() (map[string]any, error) {
 
 	parts := map[string]any{"seeds": seeds, "fps": o.Extract.FPS, "size": o.Extract.Size}
 	if o.Video != "" {
-		if parts["video"], err = stampFile(o.Video); err != nil {
+		// The content, not the modification time, so a video written again
+		// with the same bytes (such as the synth clip) reruns nothing.
+		if parts["video"], err = hashFiles([]string{o.Video}); err != nil {
 			return nil, fmt.Errorf("--video: %w", err)
 		}
 		return parts, nil

@@ -283,3 +283,36 @@ func TestPipelineBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestPipelineClipFolderDefaultGT(t *testing.T) {
+	if err := segment.InitRuntime(segment.LibraryPath("")); err != nil {
+		t.Fatalf("%v (make test sets %s)", err, segment.LibraryEnv)
+	}
+	clip, seeds := pipelineClip(t)
+	out := t.TempDir()
+	o := pipelineOptions(t, clip, seeds, out)
+	o.Video, o.Seeds, o.GT = "", "", ""
+	o.Data = clip
+	o.SeedFrames = []int{10}
+	o.Train.Epochs = 1
+
+	result, err := RunPipeline(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := result.Report.GT; got != filepath.Join(clip, "masks") {
+		t.Errorf("ground truth %q, want the clip's masks folder", got)
+	}
+	if got := result.Report.Student.GTFrames; got != 39 {
+		t.Errorf("student scored on %d frames, want 39 (40 minus the seed)", got)
+	}
+	if got := result.Report.Source.Seeds; !slices.Equal(got, []int{10}) {
+		t.Errorf("seeds %v, want [10]", got)
+	}
+	if !fileExists(filepath.Join(out, "seeds", "0010.png")) {
+		t.Errorf("run folder has no seeds/0010.png")
+	}
+	if got := result.Report.Source.FrameRate; got != defaultFrameRate {
+		t.Errorf("frame rate %v, want %v for a clip folder", got, defaultFrameRate)
+	}
+}
