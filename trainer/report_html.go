@@ -114,14 +114,24 @@ func (p *pipeline) writeThumbnails(folder *stagedFolder, in *reportInputs, data 
 	if err != nil {
 		return err
 	}
+	width, _, err := frameSize(clip.Frames[0].Path)
+	if err != nil {
+		return err
+	}
 	t := &thumbnailer{clip: clip, folder: folder, run: p.options.Out}
 	defer t.close()
-	if t.student, err = segment.NewOverlay(segment.DefaultOverlayOptions); err != nil {
+
+	// Contours 2 pixels wide after the reduction to thumbnailWidth.
+	line := max(2, 2*width/thumbnailWidth)
+	student := segment.DefaultOverlayOptions
+	student.LineWidth = line
+	if t.student, err = segment.NewOverlay(student); err != nil {
 		return err
 	}
 
 	if student := in.evaluation.Student; student != nil {
-		if t.gt, err = segment.NewOverlay(segment.OverlayOptions{Colour: color.RGBA{R: 255, A: 255}, LineWidth: 2}); err != nil {
+		contour := segment.OverlayOptions{Colour: color.RGBA{R: 255, A: 255}, LineWidth: line}
+		if t.gt, err = segment.NewOverlay(contour); err != nil {
 			return err
 		}
 		scores := append([]FrameScore(nil), student.Frames...)
@@ -253,7 +263,7 @@ figure { margin: 0; } figcaption { font-size: 0.85em; text-align: center; }
 <h1>medvseg run report</h1>
 <p>Run <code>{{.Report.Run}}</code>, written {{.Report.Created.Format "2006-01-02 15:04:05 UTC"}}.
 Frames from <code>{{if .Report.Source.Video}}{{.Report.Source.Video}}{{else}}{{.Report.Source.Data}}{{end}}</code>:
-{{.Report.Source.Frames}} frames, seed masks on frames {{range $i, $s := .Report.Source.Seeds}}{{if $i}}, {{end}}{{$s}}{{end}}.
+{{.Report.Source.Frames}} frames. Seed frames: {{range $i, $s := .Report.Source.Seeds}}{{if $i}}, {{end}}{{$s}}{{end}}.
 Outputs: <a href="model.onnx">model.onnx</a>, <a href="overlay.mp4">overlay.mp4</a>, <a href="report.json">report.json</a>.</p>
 
 <h2>Summary</h2>
@@ -270,8 +280,10 @@ Outputs: <a href="model.onnx">model.onnx</a>, <a href="overlay.mp4">overlay.mp4<
 the filtered row covers only the kept frames among them.{{else}}No ground truth was given, so there are no scores.{{end}}</p>
 
 <h2>Training</h2>
-<p>{{.Report.Training.Epochs}} epochs on {{.Report.Training.TrainFrames}} frames, validation on {{.Report.Training.ValidationFrames}} held-out pseudo-labels;
-best epoch {{.Report.Training.BestEpoch}} with validation Dice {{printf "%.3f" .Report.Training.BestValidationDice}}.</p>
+{{with .Report.Training}}<p>{{.Epochs}} epochs on {{.TrainFrames}} filtered frames.
+{{if .ValidationFrames}}Validation on {{.ValidationFrames}} held-out pseudo-labels; best epoch {{.BestEpoch}} with validation Dice {{printf "%.3f" .BestValidationDice}}.
+{{else}}No frames were held out for validation, so the best epoch, {{.BestEpoch}}, is the one with the highest training Dice ({{printf "%.3f" .BestValidationDice}}).{{end}}
+The model is the checkpoint of the best epoch.</p>{{end}}
 {{range .Figures}}<img class="figure" src="{{.}}" alt="{{.}}">
 {{end}}
 

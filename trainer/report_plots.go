@@ -36,6 +36,19 @@ func newFigure(title, x, y string) figure {
 	return figure{plot: p}
 }
 
+// unitTicks labels a y axis of scores in [0, 1], which reaches above 1
+// only to make room for the legend.
+var unitTicks = plot.ConstantTicks([]plot.Tick{
+	{Value: 0, Label: "0"}, {Value: 0.2, Label: "0.2"}, {Value: 0.4, Label: "0.4"},
+	{Value: 0.6, Label: "0.6"}, {Value: 0.8, Label: "0.8"}, {Value: 1, Label: "1"},
+})
+
+// scoreAxis sets the y axis of a plot of scores in [0, 1].
+func (f figure) scoreAxis() {
+	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
+	f.plot.Y.Tick.Marker = unitTicks
+}
+
 // line adds a polyline with points and a legend entry.
 func (f figure) line(name string, xys plotter.XYs, colour color.Color, dashed bool) error {
 	line, points, err := plotter.NewLinePoints(xys)
@@ -139,7 +152,7 @@ func diceFigure(h *TrainHistory) (figure, error) {
 			return f, err
 		}
 	}
-	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
+	f.scoreAxis()
 	return f, nil
 }
 
@@ -174,7 +187,7 @@ func consistencyFigure(r *FilterReport) (figure, error) {
 			return f, err
 		}
 	}
-	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
+	f.scoreAxis()
 	return f, nil
 }
 
@@ -205,6 +218,6 @@ func accuracyFigure(e *RunEvaluation) (figure, error) {
 			return f, err
 		}
 	}
-	f.plot.Y.Min, f.plot.Y.Max = 0, legendRoom
+	f.scoreAxis()
 	return f, nil
 }
