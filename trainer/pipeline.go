@@ -48,7 +48,7 @@ type PipelineOptions struct {
 
 	// RuntimeLibrary is the ONNX Runtime library, as for segment.LibraryPath.
 	RuntimeLibrary string
-	// Device is where the student runs in the render stage; "" means auto.
+	// Device is the device of the student in the render stage; "" means auto.
 	Device segment.Device
 	// Version is the medvseg version recorded in the model's provenance.
 	Version string
@@ -69,7 +69,7 @@ const (
 	StageReport    = "report"
 )
 
-// StageResult says how one stage of a pipeline run went.
+// StageResult is the outcome of one stage of a pipeline run.
 type StageResult struct {
 	Stage string `json:"stage"`
 	// Skipped is set when the run folder already held the stage's output
@@ -78,7 +78,7 @@ type StageResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// PipelineResult is what RunPipeline returns.
+// PipelineResult is the outcome of RunPipeline: each stage and the report.
 type PipelineResult struct {
 	Stages []StageResult
 	Report *Report
@@ -143,8 +143,6 @@ type pipeline struct {
 
 	// fingerprint is the fingerprint of the stage that ran last.
 	fingerprint string
-	// fingerprints holds each stage's fingerprint, for the stage log.
-	fingerprints map[string]string
 }
 
 func newPipeline(o PipelineOptions) (*pipeline, error) {
@@ -158,7 +156,7 @@ func newPipeline(o PipelineOptions) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{options: o, log: stages, result: &PipelineResult{}, fingerprints: map[string]string{}}, nil
+	return &pipeline{options: o, log: stages, result: &PipelineResult{}}, nil
 }
 
 func (o PipelineOptions) validate() error {
@@ -184,15 +182,14 @@ func (o PipelineOptions) validate() error {
 	return nil
 }
 
-// runStage runs one stage unless its fingerprint says the run folder already
-// has its output.
+// runStage runs one stage unless its fingerprint shows that the run folder
+// already has its output.
 func (p *pipeline) runStage(ctx context.Context, stage string, run func(context.Context) error) error {
 	fingerprint, err := p.stageFingerprint(stage)
 	if err != nil {
 		return err
 	}
 	p.fingerprint = fingerprint
-	p.fingerprints[stage] = fingerprint
 
 	if p.log.done(stage, fingerprint) && p.outputsExist(stage) {
 		p.stageDone(stage, true, 0)

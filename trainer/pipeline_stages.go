@@ -9,7 +9,6 @@ import (
 
 	"github.com/rs/zerolog/log"
 
-	"github.com/medvseg/medvseg/codec"
 	"github.com/medvseg/medvseg/segment"
 )
 
@@ -373,19 +372,4 @@ func (p *pipeline) groundTruth() (string, error) {
 		return masks, nil
 	}
 	return "", nil
-}
-
-// frameNumbers returns the numbers in the names of the PNGs of dir.
-func frameNumbers(dir string) (map[int]bool, error) {
-	entries, err := codec.ListSequence(dir)
-	if err != nil {
-		return nil, err
-	}
-	numbers := map[int]bool{}
-	for _, e := range entries {
-		if n, ok := codec.FrameNumber(filepath.Base(e.Path)); ok {
-			numbers[n] = true
-		}
-	}
-	return numbers, nil
 }

@@ -33,7 +33,7 @@ type RenderOptions struct {
 	MasksDir string
 	// RuntimeLibrary is the ONNX Runtime library, as for segment.LibraryPath.
 	RuntimeLibrary string
-	// Device is where the model runs; "" means auto.
+	// Device is the device the model runs on; "" means auto.
 	Device segment.Device
 	// Threads is ONNX Runtime's thread count per operator; 0 lets it choose.
 	Threads int
@@ -251,7 +251,7 @@ func (r *renderer) write(frame *codec.Frame, name string, mask *image.Gray) erro
 
 	if r.writer == nil {
 		if frame.Width%2 != 0 || frame.Height%2 != 0 {
-			return fmt.Errorf("render %q: frame %q is %dx%d, but H.264 needs an even width and height: extract the frames with --resize to an even size",
+			return fmt.Errorf("render %q: frame %q is %dx%d, but H.264 needs an even width and height: resize the frames to an even size, for example with medvseg extract --resize",
 				r.options.Out, name, frame.Width, frame.Height)
 		}
 		writer, err := codec.Create(r.options.Out, codec.WriterOptions{EncoderOptions: codec.EncoderOptions{

@@ -17,7 +17,7 @@ import (
 // stages of RunPipeline.
 const stagesName = "stages.json"
 
-// stageRecord is what stages.json stores for one stage.
+// stageRecord is the entry of one stage in stages.json.
 type stageRecord struct {
 	// Fingerprint is the hash of the stage's inputs and options, set when
 	// the stage finished.
