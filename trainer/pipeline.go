@@ -21,6 +21,8 @@ type PipelineOptions struct {
 	// Video is the video to extract the frames from, named 0001.png ...
 	Video string
 	// Data is a clip folder with frames/NAME.png and masks/NAME.png.
+	// TODO: a root of several clip folders is rejected (ClipFolders names
+	// the clips to pick from), although Train itself accepts such a root.
 	Data string
 	// Seeds is the folder of seed masks, matched to frames by the number in
 	// their names. With Data, "" means Data/masks.
