@@ -58,7 +58,8 @@ func (a *AudioTrack) setStart(seconds float64) {
 
 // drain hands every queued packet that starts before until (relative to the
 // first video frame) to write, with its timestamps shifted so that the first
-// video frame is time zero. Packets that end before time zero are dropped.
+// video frame is time zero. Packets that end before time zero are dropped,
+// unless they are priming packets.
 func (a *AudioTrack) drain(until time.Duration, write func(*astiav.Packet) error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -74,8 +75,10 @@ func (a *AudioTrack) drain(until time.Duration, write func(*astiav.Packet) error
 		}
 		sent++
 
+		// Keep a packet that ends after time zero, and the encoder's priming
+		// packets, which are marked for discarding and so play no sound.
 		var err error
-		if p.Pts()-shift+p.Duration() > 0 {
+		if p.Pts()-shift+p.Duration() > 0 || p.Flags().Has(astiav.PacketFlagDiscard) {
 			p.SetPts(p.Pts() - shift)
 			p.SetDts(p.Dts() - shift)
 			err = write(p)

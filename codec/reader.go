@@ -131,7 +131,7 @@ func (r *Reader) open(url string) error {
 	if err := r.input.OpenInput(url, format, dict); err != nil {
 		r.input.Free()
 		r.input = nil
-		return openError(url, err)
+		return openError(url, err, looksLikeMP4(url))
 	}
 
 	if err := r.input.FindStreamInfo(nil); err != nil {
@@ -162,10 +162,26 @@ func (r *Reader) open(url string) error {
 	return nil
 }
 
-func openError(url string, err error) error {
+// looksLikeMP4 reports whether a file starts with an ISO media ftyp box,
+// so a damaged MP4 can be told from a file that is not video at all.
+func looksLikeMP4(path string) bool {
+	file, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer file.Close()
+
+	header := make([]byte, 8)
+	if _, err := io.ReadFull(file, header); err != nil {
+		return false
+	}
+	return string(header[4:8]) == "ftyp"
+}
+
+func openError(url string, err error, mp4 bool) error {
 	message := err.Error()
 	switch {
-	case errors.Is(err, astiav.ErrInvaliddata) && strings.HasSuffix(strings.ToLower(url), ".mp4"):
+	case errors.Is(err, astiav.ErrInvaliddata) && mp4:
 		return fmt.Errorf("open video %q: %w (%v): the file is damaged or truncated, "+
 			"for example a recording that was not finished; re-export it", url, ErrTruncated, err)
 	case errors.Is(err, astiav.ErrInvaliddata):

@@ -460,3 +460,12 @@ func TestWriterCopiesAudio(t *testing.T) {
 		}
 	}
 }
+
+func TestReaderNamesNonVideoMP4(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.mp4")
+	os.WriteFile(path, []byte("a text file with a video's name\n"), 0o644)
+	_, err := codec.Open(path, codec.ReaderOptions{})
+	if !errors.Is(err, codec.ErrNotVideo) {
+		t.Errorf("text file named .mp4: error %v, expected ErrNotVideo rather than a truncation", err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // FrameName returns the file name of the frame with the given 1-based
@@ -85,26 +87,21 @@ func WritePNG(path string, f *Frame) error {
 }
 
 // writeImage encodes img to path through a temporary file, so a reader never
-// sees a half-written PNG.
+// sees a half-written PNG. The file gets mode 0644 less the umask.
 func writeImage(path string, img image.Image) error {
-	file, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
+	file, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644))
 	if err != nil {
 		return fmt.Errorf("write PNG %q: %w", path, err)
 	}
+	defer file.Cleanup()
 
 	encoder := png.Encoder{CompressionLevel: png.BestSpeed}
-	err = encoder.Encode(file, img)
-	if closeErr := file.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(file.Name(), path)
-	}
-	if err != nil {
-		os.Remove(file.Name())
+	if err := encoder.Encode(file, img); err != nil {
 		return fmt.Errorf("write PNG %q: %w", path, err)
 	}
-
+	if err := file.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("write PNG %q: %w", path, err)
+	}
 	return nil
 }
 
@@ -187,19 +184,64 @@ type SequenceWriter struct {
 }
 
 // NewSequenceWriter prepares to write the folder dir; its parent must exist
-// or be creatable.
+// or be creatable. An existing dir is replaced on Commit only when it holds
+// nothing but numbered PNGs, such as an earlier run's output: a folder with
+// anything else in it is rejected, so a mistyped path cannot delete a run
+// folder or hand-drawn masks.
 func NewSequenceWriter(dir string) (*SequenceWriter, error) {
+	if err := checkReplaceable(dir); err != nil {
+		return nil, err
+	}
+
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("create output folder %q: %w; choose a folder you can write to", parent, err)
 	}
 
 	staging, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".*.partial")
+	if err == nil {
+		// MkdirTemp makes the folder private to its owner; outputs are shared like any file.
+		err = os.Chmod(staging, 0o755)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create output folder %q: %w; choose a folder you can write to", dir, err)
 	}
 
 	return &SequenceWriter{dir: dir, staging: staging}, nil
+}
+
+// checkReplaceable accepts a missing folder, or one that holds only PNGs
+// named like FrameName's output.
+func checkReplaceable(dir string) error {
+	if abs, err := filepath.Abs(dir); err == nil {
+		if wd, err := os.Getwd(); err == nil && abs == wd {
+			return fmt.Errorf("output folder %q is the current folder: name a new folder for the images", dir)
+		}
+	}
+
+	info, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("output folder %q: %w", dir, err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("output folder %q is a file: name a folder for the images", dir)
+	}
+
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("output folder %q: %w", dir, err)
+	}
+	for _, e := range entries {
+		n, ok := FrameNumber(e.Name())
+		if e.IsDir() || !ok || e.Name() != FrameName(n) {
+			return fmt.Errorf("output folder %q holds %q, which medvseg did not write: it replaces the whole "+
+				"folder, so name a new or empty folder", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 // Write stores f as FrameName(f.Index+1).

@@ -89,7 +89,7 @@ func TestWriterBadOutput(t *testing.T) {
 	if _, err := codec.Create(filepath.Join(dir, "odd.mp4"), odd); err == nil {
 		t.Error("Create with width 63 succeeded, expected an error: 4:2:0 needs even sizes")
 	}
-	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*partial")); len(leftovers) != 0 {
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*")); len(leftovers) != 0 {
 		t.Errorf("failed Create left temporary files %v", leftovers)
 	}
 }
@@ -115,7 +115,7 @@ func TestWriterLeavesNoPartialFile(t *testing.T) {
 	if string(data) != "earlier output" {
 		t.Errorf("aborted writer changed %s", path)
 	}
-	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*partial")); len(leftovers) != 0 {
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*")); len(leftovers) != 0 {
 		t.Errorf("aborted writer left %v", leftovers)
 	}
 
@@ -128,5 +128,62 @@ func TestWriterLeavesNoPartialFile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "empty.mp4")); !os.IsNotExist(err) {
 		t.Error("a writer with no frame left empty.mp4")
+	}
+}
+
+func TestSequenceWriterProtectsForeignFolders(t *testing.T) {
+	parent := t.TempDir()
+	run := filepath.Join(parent, "run")
+	os.MkdirAll(filepath.Join(run, "checkpoints"), 0o755)
+	os.WriteFile(filepath.Join(run, "model.onnx"), []byte("model"), 0o644)
+
+	seeds := filepath.Join(parent, "seeds")
+	os.MkdirAll(seeds, 0o755)
+	os.WriteFile(filepath.Join(seeds, "frame_0030.png"), []byte("seed"), 0o644)
+
+	file := filepath.Join(parent, "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+
+	for _, dir := range []string{run, seeds, file} {
+		if _, err := codec.NewSequenceWriter(dir); err == nil {
+			t.Errorf("NewSequenceWriter(%q) accepted a folder it would delete", dir)
+		}
+	}
+	if data, _ := os.ReadFile(filepath.Join(seeds, "frame_0030.png")); string(data) != "seed" {
+		t.Error("the seed mask changed")
+	}
+}
+
+func TestOutputsAreReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	w, err := codec.NewSequenceWriter(filepath.Join(dir, "frames"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(codec.NewFrame(4, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	video := filepath.Join(dir, "out.mp4")
+	mp4, err := codec.Create(video, codec.WriterOptions{EncoderOptions: codec.EncoderOptions{Width: 64, Height: 64, FrameRate: 25}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp4.Write(codec.NewFrame(64, 64))
+	if err := mp4.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, path := range []string{filepath.Join(dir, "frames"), filepath.Join(dir, "frames", "0001.png"), video} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm()&0o044 != 0o044 {
+			t.Errorf("%s has mode %v, expected group and others to read it", path, info.Mode().Perm())
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asticode/go-astiav"
+	"github.com/google/renameio/v2"
 )
 
 // WriterOptions configures an mp4 Writer. Width, Height and FrameRate are required.
@@ -27,6 +28,7 @@ type WriterOptions struct {
 type Writer struct {
 	path      string
 	temporary string
+	pending   *renameio.PendingFile
 	options   WriterOptions
 
 	output  *astiav.FormatContext
@@ -43,11 +45,11 @@ func Create(path string, options WriterOptions) (*Writer, error) {
 	options.GlobalHeader = true
 	w := &Writer{path: path, options: options}
 
-	temporary, err := temporaryPath(path)
+	pending, err := temporaryPath(path)
 	if err != nil {
 		return nil, err
 	}
-	w.temporary = temporary
+	w.pending, w.temporary = pending, pending.Name()
 
 	if err := w.open(); err != nil {
 		w.Abort()
@@ -57,25 +59,27 @@ func Create(path string, options WriterOptions) (*Writer, error) {
 	return w, nil
 }
 
-// temporaryPath reserves a hidden file beside path and checks that the folder is writable.
-func temporaryPath(path string) (string, error) {
+// temporaryPath reserves a hidden file beside path, with mode 0644 less the
+// umask, and checks that the folder is writable.
+func temporaryPath(path string) (*renameio.PendingFile, error) {
 	dir := filepath.Dir(path)
 	info, err := os.Stat(dir)
 	if err != nil {
-		return "", fmt.Errorf("create %q: output folder %q: %w; create it first", path, dir, err)
+		return nil, fmt.Errorf("create %q: output folder %q: %w; create it first", path, dir, err)
 	}
 	if !info.IsDir() {
-		return "", fmt.Errorf("create %q: %q is not a folder", path, dir)
+		return nil, fmt.Errorf("create %q: %q is not a folder", path, dir)
+	}
+	if info, err := os.Stat(path); err == nil && info.IsDir() {
+		return nil, fmt.Errorf("create %q: it is a folder; name a file such as %q", path, filepath.Join(path, "overlay.mp4"))
 	}
 
-	file, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.partial")
+	file, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644))
 	if err != nil {
-		return "", fmt.Errorf("create %q: output folder %q is not writable (%w); choose another "+
+		return nil, fmt.Errorf("create %q: output folder %q is not writable (%w); choose another "+
 			"output path", path, dir, err)
 	}
-	file.Close()
-
-	return file.Name(), nil
+	return file, nil
 }
 
 func (w *Writer) open() error {
@@ -195,8 +199,10 @@ func (w *Writer) Close() error {
 
 	w.release()
 	w.closed = true
-	if err := os.Rename(w.temporary, w.path); err != nil {
-		os.Remove(w.temporary)
+	// FFmpeg wrote the file through its own handle; the pending file's
+	// handle syncs it to disk and renames it into place.
+	if err := w.pending.CloseAtomicallyReplace(); err != nil {
+		w.pending.Cleanup()
 		return fmt.Errorf("finish %q: %w", w.path, err)
 	}
 
@@ -235,8 +241,8 @@ func (w *Writer) Abort() {
 
 	w.release()
 	w.closed = true
-	if w.temporary != "" {
-		os.Remove(w.temporary)
+	if w.pending != nil {
+		w.pending.Cleanup()
 	}
 }
 

@@ -115,7 +115,7 @@ func readMetadata(data []byte, info *ModelInfo) error {
 		return err
 	} else if ok {
 		t, err := strconv.ParseFloat(strings.TrimSpace(value), 32)
-		if err != nil || t < 0 || t > 1 {
+		if err != nil || !(t >= 0 && t <= 1) {
 			return fmt.Errorf("model metadata %s: invalid threshold %q: expected a probability in [0,1]",
 				onnx.MetadataThreshold, value)
 		}

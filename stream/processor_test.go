@@ -309,6 +309,23 @@ func TestProcessorPropagatesSeeds(t *testing.T) {
 
 func TestSeedSegmenterRejectsBadSeeds(t *testing.T) {
 	mask := image.NewGray(image.Rect(0, 0, 8, 8))
+	mask.Pix[0] = 255
+
+	black := t.TempDir()
+	codec.WriteGray(filepath.Join(black, "0001.png"), image.NewGray(image.Rect(0, 0, 8, 8)))
+	if _, err := NewSeedSegmenter(black, 60); err == nil {
+		t.Error("all-black seed: no error")
+	}
+
+	white := t.TempDir()
+	full := image.NewGray(image.Rect(0, 0, 8, 8))
+	for i := range full.Pix {
+		full.Pix[i] = 255
+	}
+	codec.WriteGray(filepath.Join(white, "0001.png"), full)
+	if _, err := NewSeedSegmenter(white, 60); err == nil {
+		t.Error("all-white seed: no error")
+	}
 
 	late := t.TempDir()
 	codec.WriteGray(filepath.Join(late, "0100.png"), mask)

@@ -71,10 +71,32 @@ func NewSeedSegmenter(dir string, frameCount int) (*SeedSegmenter, error) {
 			log.Warn().Str("seed", f.Path).Int("ambiguous_pixels", ambiguous).
 				Msg("seed mask is not purely 0/255; binarised at 127")
 		}
+		if err := checkSeedCoverage(f.Path, mask); err != nil {
+			return nil, err
+		}
 		s.seeds[f.Number] = mask
 	}
 
 	return s, nil
+}
+
+// checkSeedCoverage rejects a seed that marks no pixel or every pixel,
+// which is almost always the wrong file or an inverted mask.
+func checkSeedCoverage(path string, mask *image.Gray) error {
+	area := 0
+	for _, v := range mask.Pix {
+		if v != 0 {
+			area++
+		}
+	}
+	switch area {
+	case 0:
+		return fmt.Errorf("seed mask %q is all black: draw the lesion in white (255) on black", path)
+	case len(mask.Pix):
+		return fmt.Errorf("seed mask %q is all white: draw the lesion in white (255) on black, "+
+			"not the other way round", path)
+	}
+	return nil
 }
 
 // Segment returns the seed of this frame as a 0/1 map, or false when the frame has none.

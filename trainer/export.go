@@ -41,7 +41,7 @@ func Export(o ExportOptions) error {
 	if threshold == 0 {
 		threshold = 0.5
 	}
-	if threshold <= 0 || threshold >= 1 {
+	if !(threshold > 0 && threshold < 1) {
 		return fmt.Errorf("invalid threshold %v: use a probability between 0 and 1", threshold)
 	}
 

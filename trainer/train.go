@@ -16,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"github.com/rs/zerolog/log"
 
 	"github.com/medvseg/medvseg/trainer/unet"
@@ -352,20 +353,7 @@ func writeHistory(path string, history TrainHistory) error {
 	if err != nil {
 		return err
 	}
-
-	file, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
-	if err != nil {
-		return fmt.Errorf("write training history %q: %w", path, err)
-	}
-	_, err = file.Write(append(encoded, '\n'))
-	if closeErr := file.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(file.Name(), path)
-	}
-	if err != nil {
-		os.Remove(file.Name())
+	if err := renameio.WriteFile(path, append(encoded, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write training history %q: %w", path, err)
 	}
 	return nil

@@ -71,6 +71,10 @@ func (s *Server) handleGetSettings(w http.ResponseWriter, r *http.Request) {
 // handleSetSettings applies the fields present in the body and returns the
 // settings now in effect; invalid values are rejected with 400 and change nothing.
 func (s *Server) handleSetSettings(w http.ResponseWriter, r *http.Request) {
+	if !requireContentType(w, r, "application/json") {
+		return
+	}
+
 	var m settingsMessage
 	decoder := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSettingsBytes))
 	decoder.DisallowUnknownFields()

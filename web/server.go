@@ -125,13 +125,13 @@ func newAPI(loopbackOnly bool) (*webrtc.API, error) {
 }
 
 // Handler returns the HTTP handler of the page, the WHEP endpoint and the API.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.guard(s.mux) }
 
 // Serve serves HTTP on listener until ctx ends, then shuts down: it stops
 // accepting requests, waits up to 5 s for open ones and closes every peer
 // connection. It returns nil after a shutdown that ctx started.
 func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
-	server := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.config.Logger.Info().Str("url", "http://"+listener.Addr().String()+"/").Msg("serving the live overlay")
 
 	done := make(chan error, 1)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 
@@ -12,6 +13,11 @@ import (
 func main() {
 	root := newRootCommand()
 	if err := root.Execute(); err != nil {
+		if errors.Is(err, context.Canceled) {
+			// Outputs are written under temporary names, so nothing half done is left.
+			log.Warn().Msg("interrupted; earlier outputs are unchanged")
+			os.Exit(130)
+		}
 		log.Error().Err(err).Msg("command failed")
 
 		var exit exitError

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -49,8 +51,9 @@ mask drawn over it. Audio, if any, is copied through. The output is deterministi
 give the same overlay whatever the machine load.
 
 With --seeds DIR and no model, the seed masks in DIR (PNG, named by the
-1-based number of their frame, such as 0001.png) are propagated through the
-video instead: a preview of the seeds before training.
+1-based number of their frame, such as 0001.png) are propagated forward
+through the video instead: a preview of the seeds before training. Frames
+before the first seed stay empty; propagate carries seeds both ways.
 
 It ends by printing frame and keyframe counts, frames per second, and the
 latency of each stage after decoding started (p50, p95, max).`,
@@ -76,7 +79,7 @@ latency of each stage after decoding started (p50, p95, max).`,
 	f.Float64Var(&o.alpha, "alpha", segment.DefaultOverlayOptions.Opacity, "opacity of the overlay fill, in [0, 1]")
 	f.Float64Var(&o.smooth, "smooth", 0, "weight in [0, 1) of the propagated mask blended into each model result; 0 is off")
 	f.IntVar(&o.crf, "crf", 20, "x264 constant rate factor of the output, 0-51, lower is better quality")
-	f.StringVar(&o.preset, "preset", "veryfast", "x264 speed preset of the output")
+	f.StringVar(&o.preset, "preset", "veryfast", "x264 speed preset of the output, ultrafast to veryslow")
 	cmd.MarkFlagRequired("out")
 
 	return cmd
@@ -154,6 +157,17 @@ func checkProcessPaths(video string, o processOptions) error {
 	if (o.model == "") == (o.seeds == "") {
 		return errors.New("give exactly one of --model (a trained ONNX model) or --seeds (a folder of seed masks)")
 	}
+	if err := checkProcessFlags(o); err != nil {
+		return err
+	}
+	if o.model != "" {
+		if same, err := sameFile(o.model, o.out); err == nil && same {
+			return fmt.Errorf("output %q is the model: choose another --out", o.out)
+		}
+	}
+	if !strings.EqualFold(filepath.Ext(o.out), ".mp4") {
+		return fmt.Errorf("output %q: the overlay is written as MP4; name it with .mp4", o.out)
+	}
 
 	in, errIn := filepath.Abs(video)
 	out, errOut := filepath.Abs(o.out)
@@ -165,6 +179,31 @@ func checkProcessPaths(video string, o processOptions) error {
 	}
 	return nil
 }
+
+// checkProcessFlags rejects values outside the ranges the help gives,
+// before any work starts.
+func checkProcessFlags(o processOptions) error {
+	switch {
+	case o.interval < 1:
+		return fmt.Errorf("invalid --keyframe-interval %d: use 1 (the model on every frame) or more", o.interval)
+	case !(o.flowScale > 0 && o.flowScale <= 1):
+		return fmt.Errorf("invalid --flow-scale %v: use a fraction in (0, 1], such as 0.5", o.flowScale)
+	case o.crf < 0 || o.crf > 51:
+		return fmt.Errorf("invalid --crf %d: x264 takes 0 (lossless) to 51", o.crf)
+	case !(o.alpha >= 0 && o.alpha <= 1):
+		return fmt.Errorf("invalid --alpha %v: use an opacity in [0, 1]", o.alpha)
+	case o.threshold != 0 && !(o.threshold > 0 && o.threshold < 1):
+		return fmt.Errorf("invalid --threshold %v: use a probability in (0, 1), or 0 for the model's own", o.threshold)
+	}
+	if !slices.Contains(x264Presets, o.preset) {
+		return fmt.Errorf("invalid --preset %q: use one of %s", o.preset, strings.Join(x264Presets, ", "))
+	}
+	return nil
+}
+
+// x264Presets are the speed presets of libx264, fastest first.
+var x264Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+	"veryslow", "placebo"}
 
 func sameFile(a, b string) (bool, error) {
 	infoA, err := os.Stat(a)

@@ -120,6 +120,12 @@ func TestProcessBadInput(t *testing.T) {
 		{"missing video", []string{"process", filepath.Join(outDir, "none.mp4"), "-o", out, "--model", model}, "none.mp4"},
 		{"too many threads", []string{"process", video, "-o", out, "--model", model, "--threads", "100000"}, "100000"},
 		{"threshold not a number", []string{"process", video, "-o", out, "--model", model, "--threshold", "NaN"}, "NaN"},
+		{"output is the model", []string{"process", video, "-o", model, "--model", model}, "is the model"},
+		{"output not mp4", []string{"process", video, "-o", filepath.Join(outDir, "q.avi"), "--model", model}, ".mp4"},
+		{"crf out of range", []string{"process", video, "-o", out, "--model", model, "--crf", "99"}, "--crf"},
+		{"keyframe interval zero", []string{"process", video, "-o", out, "--model", model, "--keyframe-interval", "0"}, "--keyframe-interval"},
+		{"flow scale zero", []string{"process", video, "-o", out, "--model", model, "--flow-scale", "0"}, "--flow-scale"},
+		{"unknown preset", []string{"process", video, "-o", out, "--model", model, "--preset", "bogus"}, "ultrafast"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -133,7 +139,7 @@ func TestProcessBadInput(t *testing.T) {
 			if _, statErr := os.Stat(out); !os.IsNotExist(statErr) {
 				t.Errorf("a failed run left %s", out)
 			}
-			if leftovers, _ := filepath.Glob(filepath.Join(outDir, ".*partial")); len(leftovers) != 0 {
+			if leftovers, _ := filepath.Glob(filepath.Join(outDir, ".*")); len(leftovers) != 0 {
 				t.Errorf("a failed run left %v", leftovers)
 			}
 		})

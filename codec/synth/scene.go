@@ -29,6 +29,9 @@ type Options struct {
 	RandomSeed uint64
 }
 
+// MaxSide is the largest frame width or height that Validate accepts.
+const MaxSide = 4096
+
 // DefaultOptions is the clip `medvseg synth` makes without flags: 10 s at 25 fps, 640x480.
 var DefaultOptions = Options{Width: 640, Height: 480, Frames: 250, FPS: 25, RandomSeed: 1}
 
@@ -36,6 +39,12 @@ var DefaultOptions = Options{Width: 640, Height: 480, Frames: 250, FPS: 25, Rand
 func (o Options) Validate() error {
 	if o.Width < 64 || o.Height < 64 || o.Width%2 != 0 || o.Height%2 != 0 {
 		return fmt.Errorf("invalid synth size %dx%d: width and height must be even and at least 64", o.Width, o.Height)
+	}
+	// The scene's texture takes 16 bytes a pixel (RGB and vessel cover as
+	// float32) over a square of twice the larger side: 1 GiB at this limit,
+	// 24 GiB at 20000 pixels.
+	if o.Width > MaxSide || o.Height > MaxSide {
+		return fmt.Errorf("invalid synth size %dx%d: each side must be at most %d pixels (4K video)", o.Width, o.Height, MaxSide)
 	}
 	if o.Frames < 1 {
 		return fmt.Errorf("invalid synth length %d frames: must be at least 1", o.Frames)

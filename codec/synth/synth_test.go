@@ -226,3 +226,10 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("default options invalid: %v", err)
 	}
 }
+
+func TestOptionsRejectHugeFrames(t *testing.T) {
+	o := synth.Options{Width: 20000, Height: 20000, Frames: 1, FPS: 25}
+	if err := o.Validate(); err == nil {
+		t.Error("Validate accepted 20000x20000, whose texture needs 24 GiB")
+	}
+}

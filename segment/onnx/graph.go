@@ -8,9 +8,9 @@ package onnx
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/google/renameio/v2"
 )
 
 // DefaultOpset is the ONNX operator set version that models import when
@@ -295,21 +295,7 @@ func (m *Model) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
-
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.partial")
-	if err != nil {
-		return fmt.Errorf("write ONNX model %q: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write ONNX model %q: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write ONNX model %q: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := renameio.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("write ONNX model %q: %w", path, err)
 	}
 	return nil

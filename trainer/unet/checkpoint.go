@@ -10,8 +10,9 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
+
+	"github.com/google/renameio/v2"
 )
 
 // Checkpoint file layout, all little-endian:
@@ -111,31 +112,14 @@ func writeCheckpoint(path string, header checkpointHeader, data []byte) error {
 		return err
 	}
 
-	file, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
-	if err != nil {
-		return err
-	}
-
-	w := bufio.NewWriter(file)
-	w.WriteString(checkpointMagic)
-	binary.Write(w, binary.LittleEndian, uint64(len(encoded)))
-	w.Write(encoded)
-	w.Write(data)
-	err = w.Flush()
-	if err == nil {
-		err = file.Sync()
-	}
-	if closeErr := file.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(file.Name(), path)
-	}
-	if err != nil {
-		os.Remove(file.Name())
-		return err
-	}
-	return nil
+	var b bytes.Buffer
+	b.WriteString(checkpointMagic)
+	binary.Write(&b, binary.LittleEndian, uint64(len(encoded)))
+	b.Write(encoded)
+	b.Write(data)
+	// renameio writes a temporary file, syncs it and renames it into place,
+	// with mode 0644 less the umask.
+	return renameio.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // ReadCheckpointInfo reads the header of a checkpoint file.
