@@ -70,6 +70,12 @@ func configureSession(options *ort.SessionOptions, device Device, threads int) e
 	// provider: its libonnxruntime_providers_cuda.so is a plugin provider
 	// (it exports CreateEpFactories) that needs the execution-provider device
 	// API, which onnxruntime_go v1.27.0 does not wrap.
+	return appendCUDA(options)
+}
+
+// appendCUDA adds the CUDA execution provider to options, or returns an
+// error wrapping ErrNoCUDA with the reason and the fix.
+func appendCUDA(options *ort.SessionOptions) error {
 	if err := cudaProviderMissing(); err != nil {
 		return cudaError(err)
 	}

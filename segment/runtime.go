@@ -90,26 +90,13 @@ func CheckCUDA() error {
 		return fmt.Errorf("%w: ONNX Runtime is not loaded", ErrNoCUDA)
 	}
 
-	if err := cudaProviderMissing(); err != nil {
-		return cudaError(err)
-	}
-
 	options, err := ort.NewSessionOptions()
 	if err != nil {
 		return fmt.Errorf("create session options: %w", err)
 	}
 	defer options.Destroy()
 
-	cuda, err := ort.NewCUDAProviderOptions()
-	if err != nil {
-		return cudaError(err)
-	}
-	defer cuda.Destroy()
-
-	if err := options.AppendExecutionProviderCUDA(cuda); err != nil {
-		return cudaError(err)
-	}
-	return nil
+	return appendCUDA(options)
 }
 
 // cudaProviderMissing returns an error when no CUDA provider library sits
