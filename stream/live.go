@@ -247,7 +247,7 @@ func (p *LiveProcessor) run(ctx context.Context, src Source, sinks []Sink) error
 	results := make(chan *liveJob, 1)
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.produce(ctx, src, ring) })
+	g.Go(func() error { return Produce(ctx, src, ring, true, func() { p.input.Add(1) }) })
 	g.Go(func() error { return p.infer(ctx, jobs, results) })
 	g.Go(func() error {
 		err := p.loop(ctx, ring, jobs, results, sinks)
@@ -255,35 +255,6 @@ func (p *LiveProcessor) run(ctx context.Context, src Source, sinks []Sink) error
 		return err
 	})
 	return g.Wait()
-}
-
-// produce reads frames into the ring. A live source's frame is captured
-// when Read returns it, so capture and decode times are the same.
-func (p *LiveProcessor) produce(ctx context.Context, src Source, ring *Ring) error {
-	defer ring.Close()
-
-	for {
-		slot, err := ring.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-
-		err = src.Read(&slot.Frame)
-		if errors.Is(err, io.EOF) {
-			ring.Abandon(slot)
-			return nil
-		}
-		if err != nil {
-			ring.Abandon(slot)
-			return err
-		}
-
-		slot.Times.Reset()
-		slot.Times.Captured = time.Now()
-		slot.Times.Decoded = slot.Times.Captured
-		p.input.Add(1)
-		ring.Publish(slot)
-	}
 }
 
 // infer runs the segmenter on each job and hands it back.

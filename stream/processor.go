@@ -139,7 +139,7 @@ func (p *Processor) run(ctx context.Context, src Source, sinks []Sink) (Stats, e
 	jobs := make(chan *frameState, ring.Capacity()+1)
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return Produce(ctx, src, ring) })
+	g.Go(func() error { return Produce(ctx, src, ring, false, nil) })
 	g.Go(func() error { return p.flowStage(ctx, ring, jobs, flowed) })
 	g.Go(func() error { return p.inferenceStage(ctx, jobs) })
 	g.Go(func() error { return p.propagationStage(ctx, flowed, jobs, segmented) })

@@ -20,7 +20,12 @@ type Source interface {
 // Produce decodes frames from src into ring slots until the source ends, an
 // error occurs or ctx ends. It closes the ring when it returns, so the
 // consumer sees the end of input. The end of the source returns nil.
-func Produce(ctx context.Context, src Source, ring *Ring) error {
+//
+// A file's frame counts as captured when its decoding starts. A live
+// source's frame is captured when Read returns it, so its capture and decode
+// times are the same. onFrame, when not nil, is called for each frame
+// published.
+func Produce(ctx context.Context, src Source, ring *Ring, live bool, onFrame func()) error {
 	defer ring.Close()
 
 	for {
@@ -42,6 +47,12 @@ func Produce(ctx context.Context, src Source, ring *Ring) error {
 		}
 
 		slot.Times.Decoded = time.Now()
+		if live {
+			slot.Times.Captured = slot.Times.Decoded
+		}
+		if onFrame != nil {
+			onFrame()
+		}
 		ring.Publish(slot)
 	}
 }
