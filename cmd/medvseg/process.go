@@ -23,20 +23,13 @@ import (
 )
 
 type processOptions struct {
-	out       string
-	model     string
-	seeds     string
-	masksDir  string
-	interval  int
-	flow      string
-	flowScale float64
-	device    string
-	threads   int
-	threshold float64
-	alpha     float64
-	smooth    float64
-	crf       int
-	preset    string
+	loopOptions
+	out      string
+	seeds    string
+	masksDir string
+	smooth   float64
+	crf      int
+	preset   string
 }
 
 func newProcessCommand(global *globalOptions) *cobra.Command {
@@ -66,17 +59,10 @@ latency of each stage after decoding started (p50, p95, max).`,
 	}
 
 	f := cmd.Flags()
+	o.addFlags(f, "ONNX model to run on keyframes")
 	f.StringVarP(&o.out, "out", "o", "", "output mp4 with the overlay (required)")
-	f.StringVar(&o.model, "model", "", "ONNX model to run on keyframes")
 	f.StringVar(&o.seeds, "seeds", "", "folder of seed masks to propagate instead of running a model")
 	f.StringVar(&o.masksDir, "masks-dir", "", "also write every binary mask (0/255 PNG, 0001.png ...) to this folder")
-	f.IntVar(&o.interval, "keyframe-interval", 5, "run the model at least every N frames; 1 runs it on every frame")
-	f.StringVar(&o.flow, "flow", segment.FlowDISUltrafast, fmt.Sprintf("optical flow method: one of %v", segment.FlowMethods))
-	f.Float64Var(&o.flowScale, "flow-scale", 0.5, "resolution of the optical flow as a fraction of the frame size, in (0, 1]")
-	f.StringVar(&o.device, "device", "auto", "where the model runs: auto (CUDA when available, else CPU), cpu or cuda")
-	f.IntVar(&o.threads, "threads", 0, "ONNX Runtime threads per operator; 0 lets ONNX Runtime choose")
-	f.Float64Var(&o.threshold, "threshold", 0, "probability above which a pixel is lesion, in (0, 1); 0 uses the model's own")
-	f.Float64Var(&o.alpha, "alpha", segment.DefaultOverlayOptions.Opacity, "opacity of the overlay fill, in [0, 1]")
 	f.Float64Var(&o.smooth, "smooth", 0, "weight in [0, 1) of the propagated mask blended into each model result; 0 is off")
 	f.IntVar(&o.crf, "crf", 20, "x264 constant rate factor of the output, 0-51, lower is better quality")
 	f.StringVar(&o.preset, "preset", "veryfast", "x264 speed preset of the output, ultrafast to veryslow")
@@ -103,14 +89,8 @@ func runProcess(cmd *cobra.Command, global *globalOptions, video string, o proce
 	}
 	defer closeSegmenter()
 
-	options := stream.Options{
-		KeyframeInterval: o.interval,
-		Flow:             segment.FlowOptions{Method: o.flow, Scale: o.flowScale},
-		Threshold:        threshold,
-		Smooth:           o.smooth,
-		Overlay:          segment.DefaultOverlayOptions,
-	}
-	options.Overlay.Opacity = o.alpha
+	options := o.streamOptions(threshold)
+	options.Smooth = o.smooth
 	if o.seeds != "" {
 		// Seeds exist only on their own frames: ask on every frame.
 		options.KeyframeInterval = 1
@@ -183,17 +163,11 @@ func checkProcessPaths(video string, o processOptions) error {
 // checkProcessFlags rejects values outside the ranges the help gives,
 // before any work starts.
 func checkProcessFlags(o processOptions) error {
-	switch {
-	case o.interval < 1:
-		return fmt.Errorf("invalid --keyframe-interval %d: use 1 (the model on every frame) or more", o.interval)
-	case !(o.flowScale > 0 && o.flowScale <= 1):
-		return fmt.Errorf("invalid --flow-scale %v: use a fraction in (0, 1], such as 0.5", o.flowScale)
-	case o.crf < 0 || o.crf > 51:
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if o.crf < 0 || o.crf > 51 {
 		return fmt.Errorf("invalid --crf %d: x264 takes 0 (lossless) to 51", o.crf)
-	case !(o.alpha >= 0 && o.alpha <= 1):
-		return fmt.Errorf("invalid --alpha %v: use an opacity in [0, 1]", o.alpha)
-	case o.threshold != 0 && !(o.threshold > 0 && o.threshold < 1):
-		return fmt.Errorf("invalid --threshold %v: use a probability in (0, 1), or 0 for the model's own", o.threshold)
 	}
 	if !slices.Contains(x264Presets, o.preset) {
 		return fmt.Errorf("invalid --preset %q: use one of %s", o.preset, strings.Join(x264Presets, ", "))

@@ -16,7 +16,6 @@ import (
 
 	"github.com/medvseg/medvseg/codec"
 	"github.com/medvseg/medvseg/codec/synth"
-	"github.com/medvseg/medvseg/segment"
 	"github.com/medvseg/medvseg/segment/onnx"
 	"github.com/medvseg/medvseg/stream"
 	"github.com/medvseg/medvseg/web"
@@ -26,20 +25,13 @@ import (
 const synthInput = "synth"
 
 type serveOptions struct {
-	input     string
-	model     string
-	loop      bool
-	listen    string
-	size      string
-	interval  int
-	flow      string
-	flowScale float64
-	device    string
-	threads   int
-	threshold float64
-	alpha     float64
-	codec     string
-	bitRate   int
+	loopOptions
+	input   string
+	loop    bool
+	listen  string
+	size    string
+	codec   string
+	bitRate int
 }
 
 func newServeCommand(global *globalOptions) *cobra.Command {
@@ -69,18 +61,11 @@ It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 	}
 
 	f := cmd.Flags()
+	o.addFlags(f, "ONNX model to run on keyframes (default for synth: a colour rule)")
 	f.StringVar(&o.input, "input", synthInput, "video file to play at its native rate, or synth for the built-in clip")
-	f.StringVar(&o.model, "model", "", "ONNX model to run on keyframes (default for synth: a colour rule)")
 	f.BoolVar(&o.loop, "loop", false, "play the input file again from the start when it ends (synth always loops)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "HTTP address (host:port) of the page and WebRTC signalling")
 	f.StringVar(&o.size, "size", "", "scale frames to WxH pixels (default: the file's size, 320x240 for synth)")
-	f.IntVar(&o.interval, "keyframe-interval", 5, "start a model inference every N frames; 1 is every frame")
-	f.StringVar(&o.flow, "flow", segment.FlowDISUltrafast, fmt.Sprintf("optical flow method: one of %v", segment.FlowMethods))
-	f.Float64Var(&o.flowScale, "flow-scale", 0.5, "resolution of the optical flow as a fraction of the frame size, in (0, 1]")
-	f.StringVar(&o.device, "device", "auto", "where the model runs: auto (CUDA when available, else CPU), cpu or cuda")
-	f.IntVar(&o.threads, "threads", 0, "ONNX Runtime threads per operator; 0 lets ONNX Runtime choose")
-	f.Float64Var(&o.threshold, "threshold", 0, "probability above which a pixel is lesion, in (0, 1); 0 uses the model's own")
-	f.Float64Var(&o.alpha, "alpha", segment.DefaultOverlayOptions.Opacity, "opacity of the overlay fill, in [0, 1]")
 	f.StringVar(&o.codec, "codec", codec.CodecVP8, "video codec sent to browsers: vp8 (libvpx) or h264 (libx264)")
 	f.IntVar(&o.bitRate, "bitrate", 2_000_000, "target video bit rate in bits per second")
 
@@ -88,6 +73,10 @@ It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 }
 
 func runServe(global *globalOptions, o serveOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -104,14 +93,7 @@ func runServe(global *globalOptions, o serveOptions) error {
 	}
 	defer closeModel()
 
-	options := stream.Options{
-		KeyframeInterval: o.interval,
-		Flow:             segment.FlowOptions{Method: o.flow, Scale: o.flowScale},
-		Threshold:        threshold,
-		Overlay:          segment.DefaultOverlayOptions,
-	}
-	options.Overlay.Opacity = o.alpha
-	processor, err := stream.NewLiveProcessor(segmenter, options)
+	processor, err := stream.NewLiveProcessor(segmenter, o.streamOptions(threshold))
 	if err != nil {
 		return err
 	}
