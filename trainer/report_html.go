@@ -107,8 +107,8 @@ func (p *pipeline) writeFigures(folder *stagedFolder, in *reportInputs) ([]strin
 
 // writeThumbnails draws the student's mask (green) and, with ground
 // truth, the ground-truth contour (red) on the best and worst frames by
-// the student's Dice, or on frames spread over the clip without ground
-// truth.
+// the student's Dice among those with a lesion, or on frames spread over
+// the clip without ground truth.
 func (p *pipeline) writeThumbnails(folder *stagedFolder, in *reportInputs, data *htmlReport) error {
 	clip, err := OpenClip(p.path("frames"))
 	if err != nil {
@@ -134,11 +134,14 @@ func (p *pipeline) writeThumbnails(folder *stagedFolder, in *reportInputs, data 
 		if t.gt, err = segment.NewOverlay(contour); err != nil {
 			return err
 		}
-		scores := append([]FrameScore(nil), student.Frames...)
+		gt := in.evaluation.GT
+		scores, err := framesWithLesion(student.Frames, gt)
+		if err != nil {
+			return err
+		}
 		sort.SliceStable(scores, func(i, j int) bool { return scores[i].Dice > scores[j].Dice })
 		// The worst frames are those not shown among the best.
 		n := min(thumbnailCount, (len(scores)+1)/2)
-		gt := in.evaluation.GT
 		for _, s := range scores[:n] {
 			thumb, err := t.write(s.Number, filepath.Join(gt, s.Frame), fmt.Sprintf("Dice %.3f", s.Dice))
 			if err != nil {
@@ -167,6 +170,26 @@ func (p *pipeline) writeThumbnails(folder *stagedFolder, in *reportInputs, data 
 		data.Spread = append(data.Spread, thumb)
 	}
 	return nil
+}
+
+// framesWithLesion returns the scores of the frames whose ground truth
+// marks a lesion: a frame where both masks are empty scores a Dice of 1
+// and shows nothing. It returns every score when no frame has a lesion.
+func framesWithLesion(scores []FrameScore, gtDir string) ([]FrameScore, error) {
+	var kept []FrameScore
+	for _, s := range scores {
+		mask, _, err := segment.ReadMask(filepath.Join(gtDir, s.Frame))
+		if err != nil {
+			return nil, err
+		}
+		if countForeground(mask) > 0 {
+			kept = append(kept, s)
+		}
+	}
+	if len(kept) == 0 {
+		return append([]FrameScore(nil), scores...), nil
+	}
+	return kept, nil
 }
 
 // thumbnailer draws overlay thumbnails of the run's frames.
@@ -289,9 +312,9 @@ The model is the checkpoint of the best epoch.</p>{{end}}
 
 <h2>Overlay thumbnails</h2>
 <p class="note">Green: the student's mask.{{if .HasGT}} Red: the ground-truth contour.{{end}}</p>
-{{if .Best}}<h3>Best frames by student Dice</h3>
+{{if .Best}}<h3>Best frames by student Dice, among frames with a lesion</h3>
 <div class="strip">{{range .Best}}<figure><img src="{{.File}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>{{end}}
-{{if .Worst}}<h3>Worst frames by student Dice</h3>
+{{if .Worst}}<h3>Worst frames by student Dice, among frames with a lesion</h3>
 <div class="strip">{{range .Worst}}<figure><img src="{{.File}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>{{end}}
 {{if .Spread}}<div class="strip">{{range .Spread}}<figure><img src="{{.File}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>{{end}}
 
