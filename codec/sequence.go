@@ -184,10 +184,10 @@ type SequenceWriter struct {
 }
 
 // NewSequenceWriter prepares to write the folder dir; its parent must exist
-// or be creatable. An existing dir is replaced on Commit only when it holds
-// nothing but numbered PNGs, such as an earlier run's output: a folder with
-// anything else in it is rejected, so a mistyped path cannot delete a run
-// folder or hand-drawn masks.
+// or be creatable. An existing dir is replaced on Commit only when it
+// contains nothing but numbered PNGs, such as an earlier run's output. A
+// folder with anything else in it is rejected, so a mistyped path cannot
+// delete a run folder or hand-drawn masks.
 func NewSequenceWriter(dir string) (*SequenceWriter, error) {
 	if err := checkReplaceable(dir); err != nil {
 		return nil, err
@@ -237,7 +237,7 @@ func checkReplaceable(dir string) error {
 	for _, e := range entries {
 		n, ok := FrameNumber(e.Name())
 		if e.IsDir() || !ok || e.Name() != FrameName(n) {
-			return fmt.Errorf("output folder %q holds %q, which medvseg did not write: it replaces the whole "+
+			return fmt.Errorf("output folder %q contains %q, which medvseg did not write: it replaces the whole "+
 				"folder, so name a new or empty folder", dir, e.Name())
 		}
 	}

@@ -11,9 +11,9 @@ import (
 // the viewer's browser. The Host header must be an IP address or localhost,
 // so a DNS name that an attacker points at 127.0.0.1 (DNS rebinding) gets
 // nothing. A request that changes state must come from this server's own
-// page (an Origin header, when present, equal to this host) and carry the
-// content type of its endpoint, which a cross-site form cannot send without
-// a CORS preflight that this server never grants.
+// page: its Origin header, when present, must equal this host. Handlers
+// also check the content type of their endpoint. A cross-site form cannot
+// send JSON or SDP without a CORS preflight, which this server never grants.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !allowedHost(r.Host) {
