@@ -120,6 +120,10 @@ type PropagationSource struct {
 // warning, and an error when every propagated frame is empty.
 func Propagate(ctx context.Context, framesDir string, src SeedSource, out string, o PropagateOptions) (*Propagation, error) {
 	o = o.withDefaults()
+	// Options are checked before the flows, which take most of the run.
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	clip, err := OpenClip(framesDir)
 	if err != nil {
 		return nil, err
@@ -214,6 +218,9 @@ func (o PropagateOptions) validate() error {
 	}
 	if !(o.ConsistencyThreshold > 0) {
 		return fmt.Errorf("invalid consistency threshold %v: must be a positive number of pixels", o.ConsistencyThreshold)
+	}
+	if scale := o.Flow.Scale; !(scale >= 0 && scale <= 1) {
+		return fmt.Errorf("invalid flow scale %v: must be in (0, 1], for example 0.5 for half resolution", scale)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -456,5 +457,18 @@ func TestPropagateCancelled(t *testing.T) {
 		t.TempDir(), PropagateOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled propagate: got %v, want context.Canceled", err)
+	}
+}
+
+func TestPropagateChecksOptionsFirst(t *testing.T) {
+	out := t.TempDir()
+	for _, o := range []PropagateOptions{{Threshold: math.NaN()}, {ConsistencyThreshold: -1}} {
+		_, err := Propagate(context.Background(), filepath.Join(out, "no-frames"), SeedSource{Dir: out}, out, o)
+		if err == nil || !strings.Contains(err.Error(), "invalid") {
+			t.Errorf("options %+v: error %v, expected the invalid option named before the frames are read", o, err)
+		}
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("a rejected run left %d entries in its output folder", len(entries))
 	}
 }
