@@ -154,13 +154,8 @@ func NewLiveProcessor(segmenter Segmenter, options Options) (*LiveProcessor, err
 		return nil, err
 	}
 
-	flow, err := segment.NewFlowEstimator(options.Flow)
+	flow, overlay, err := newFlowAndOverlay(options)
 	if err != nil {
-		return nil, err
-	}
-	overlay, err := segment.NewOverlay(options.Overlay)
-	if err != nil {
-		flow.Close()
 		return nil, err
 	}
 

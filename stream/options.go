@@ -110,3 +110,19 @@ func defaultLimit(v, fallback float64) float64 {
 	}
 	return v
 }
+
+// newFlowAndOverlay creates the optical flow and the overlay that both loops
+// use; the caller closes them.
+func newFlowAndOverlay(options Options) (segment.FlowEstimator, *segment.Overlay, error) {
+	flow, err := segment.NewFlowEstimator(options.Flow)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	overlay, err := segment.NewOverlay(options.Overlay)
+	if err != nil {
+		flow.Close()
+		return nil, nil, err
+	}
+	return flow, overlay, nil
+}

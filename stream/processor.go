@@ -85,14 +85,8 @@ func NewProcessor(segmenter Segmenter, options Options) (*Processor, error) {
 		return nil, err
 	}
 
-	flow, err := segment.NewFlowEstimator(options.Flow)
+	flow, overlay, err := newFlowAndOverlay(options)
 	if err != nil {
-		return nil, err
-	}
-
-	overlay, err := segment.NewOverlay(options.Overlay)
-	if err != nil {
-		flow.Close()
 		return nil, err
 	}
 
