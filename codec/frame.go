@@ -10,8 +10,8 @@ import (
 )
 
 // Frame is one picture in packed BGR24: 3 bytes a pixel, rows without padding.
-// The slice is owned by whoever allocated the frame; Reader.Read decodes into it
-// without reallocating when its capacity is large enough.
+// The caller that allocated the frame owns the slice. Reader.Read decodes
+// into it without reallocating when its capacity is large enough.
 type Frame struct {
 	Width  int
 	Height int

@@ -163,7 +163,7 @@ func (r *Reader) open(url string) error {
 }
 
 // looksLikeMP4 reports whether a file starts with an ISO media ftyp box,
-// so a damaged MP4 can be told from a file that is not video at all.
+// so a damaged MP4 can be distinguished from a file that is not video at all.
 func looksLikeMP4(path string) bool {
 	file, err := os.Open(path)
 	if err != nil {
@@ -384,7 +384,7 @@ func (r *Reader) endOfStream() error {
 
 	expected := int(r.stream.NbFrames())
 	if expected > 0 && r.packets < expected {
-		return fmt.Errorf("read video %q: %w: the container lists %d frames but the file holds %d; "+
+		return fmt.Errorf("read video %q: %w: the container lists %d frames but the file contains %d; "+
 			"it was not finished writing or was cut short", r.info.URL, ErrTruncated, expected, r.packets)
 	}
 

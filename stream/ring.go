@@ -14,7 +14,7 @@ import (
 	"github.com/medvseg/medvseg/codec"
 )
 
-// Policy says what the producer does when the ring is full.
+// Policy selects what the producer does when the ring is full.
 type Policy int
 
 const (
@@ -82,7 +82,7 @@ func NewRing(capacity, width, height int, policy Policy) (*Ring, error) {
 }
 
 // Acquire returns a slot for the producer to fill. With Block it waits for
-// a free slot; with DropOldest and no free slot it takes back the oldest
+// a free slot. With DropOldest and no free slot it takes back the oldest
 // published frame and counts it as dropped. It returns ErrClosed after Close
 // and the context's error when ctx ends first.
 func (r *Ring) Acquire(ctx context.Context) (*Slot, error) {

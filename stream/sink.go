@@ -7,7 +7,7 @@ import (
 	"github.com/medvseg/medvseg/segment"
 )
 
-// Result is what the loop produced for one frame. It is valid only during
+// Result is the loop's output for one frame. It is valid only during
 // Sink.Write: the loop reuses every buffer for later frames.
 type Result struct {
 	// Frame is the video frame with the overlay drawn on it.
@@ -19,7 +19,7 @@ type Result struct {
 	// Keyframe is true when the model ran on this frame; false when the mask
 	// was propagated from an earlier frame by optical flow.
 	Keyframe bool
-	// Reason says why a keyframe was chosen (ReasonFirst, ...); empty on
+	// Reason is why a keyframe was chosen (ReasonFirst, ...); empty on
 	// propagated frames.
 	Reason string
 	Times  *Timestamps

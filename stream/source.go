@@ -19,7 +19,7 @@ type Source interface {
 
 // Produce decodes frames from src into ring slots until the source ends, an
 // error occurs or ctx ends. It closes the ring when it returns, so the
-// consumer sees the end of input. The end of the source returns nil.
+// consumer receives the end of input. The end of the source returns nil.
 //
 // A file's frame counts as captured when its decoding starts. A live
 // source's frame is captured when Read returns it, so its capture and decode
