@@ -1,12 +1,14 @@
 package codec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/asticode/go-astiav"
@@ -19,17 +21,32 @@ var (
 	ErrNoVideoStream    = errors.New("no video stream")
 	ErrUnsupportedCodec = errors.New("unsupported codec")
 	ErrTruncated        = errors.New("truncated video")
+	// ErrInvalidOption is an input format or demuxer option that FFmpeg
+	// does not know or rejects. Reopening the input does not help.
+	ErrInvalidOption = errors.New("invalid input option")
 )
 
 // ReaderOptions selects the input and what the Reader does to each frame.
 // The zero value reads a file at its native rate and size.
 type ReaderOptions struct {
-	// Format forces an input format, such as "lavfi" or "v4l2" for
-	// libavdevice inputs. Empty lets FFmpeg probe the input.
+	// Format forces an input format, as ffmpeg's -f does: "lavfi" or "v4l2"
+	// for libavdevice inputs, "mjpeg" or "mpegts" for a stream FFmpeg cannot
+	// probe. Empty lets FFmpeg probe the input, except that /dev/video paths
+	// get "v4l2" and "lavfi:GRAPH" inputs get "lavfi".
 	Format string
-	// FormatOptions are demuxer or device options, such as "video_size" or
-	// "framerate" for a capture device.
+	// FormatOptions are demuxer, device or protocol options, such as
+	// "video_size", "framerate" and "input_format" for a v4l2 device, or
+	// "rtsp_transport" for rtsp. An option that no part of FFmpeg uses is
+	// an error wrapping ErrInvalidOption. Network streams get low-latency
+	// defaults for options not given here: fflags=nobuffer and at most 1 s
+	// (analyzeduration, in microseconds) or 1 MB (probesize) of stream
+	// analysis.
 	FormatOptions map[string]string
+	// Timeout is the longest one open or read of the input may block
+	// before it fails with ErrTimedOut. Zero means DefaultLiveTimeout for
+	// capture devices and network streams and no limit for files and lavfi
+	// graphs. Negative means no limit.
+	Timeout time.Duration
 	// Size scales every frame to this size after rotation; zero keeps the
 	// displayed size of the source.
 	Size Size
@@ -65,8 +82,10 @@ type Info struct {
 // Reader decodes one video stream into BGR frames. A Reader is not safe for
 // concurrent use.
 type Reader struct {
-	options ReaderOptions
-	info    Info
+	options  ReaderOptions
+	info     Info
+	kind     InputKind
+	watchdog *watchdog
 
 	input   *astiav.FormatContext
 	stream  *astiav.Stream
@@ -86,20 +105,30 @@ type Reader struct {
 	lastReadError error
 }
 
-// Open opens a video file, URL or device and prepares its best video stream
-// for decoding.
+// Open opens a video file, URL, capture device or lavfi graph and prepares
+// its best video stream for decoding. It is OpenContext with a context
+// that never ends.
 func Open(url string, options ReaderOptions) (*Reader, error) {
-	if options.Format == "" && !strings.Contains(url, "://") {
-		if _, err := os.Stat(url); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("open video %q: %w; check the path", url, ErrNotFound)
-			}
-			return nil, fmt.Errorf("open video %q: %w", url, err)
-		}
+	return OpenContext(context.Background(), url, options)
+}
+
+// OpenContext is Open with a context: once ctx ends, the open and every
+// later Read that waits for input data fail with the context's error. A
+// live input's I/O that blocks longer than the options' Timeout fails with
+// ErrTimedOut.
+func OpenContext(ctx context.Context, url string, options ReaderOptions) (*Reader, error) {
+	kind := ClassifyInput(url, options.Format)
+	url, options.Format = resolveInput(url, options.Format)
+	format, err := findInputFormat(url, options.Format)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPath(url, kind, options.Format); err != nil {
+		return nil, err
 	}
 
-	r := &Reader{options: options, firstPTS: astiav.NoPtsValue}
-	if err := r.open(url); err != nil {
+	r := &Reader{options: options, kind: kind, firstPTS: astiav.NoPtsValue}
+	if err := r.open(ctx, url, format); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -107,34 +136,91 @@ func Open(url string, options ReaderOptions) (*Reader, error) {
 	return r, nil
 }
 
-func (r *Reader) open(url string) error {
-	var format *astiav.InputFormat
-	if r.options.Format != "" {
-		astiav.RegisterAllDevices()
-
-		format = astiav.FindInputFormat(r.options.Format)
-		if format == nil {
-			return fmt.Errorf("open video %q: input format %q is not in this FFmpeg build; "+
-				"list the formats with `ffmpeg -formats`", url, r.options.Format)
-		}
+// checkPath returns ErrNotFound, with the fix, for a file or device path
+// that does not exist.
+func checkPath(path string, kind InputKind, format string) error {
+	switch {
+	case kind == InputFile && format == "":
+	case kind == InputDevice && strings.HasPrefix(path, "/dev/"):
+	default:
+		return nil
 	}
 
-	dict := astiav.NewDictionary()
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist) && kind == InputDevice:
+		return fmt.Errorf("open device %q: %w: no such capture device; list the devices with "+
+			"`v4l2-ctl --list-devices` or `ls /dev/video*`, and check that the camera is connected",
+			path, ErrNotFound)
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("open video %q: %w; check the path", path, ErrNotFound)
+	default:
+		return fmt.Errorf("open video %q: %w", path, err)
+	}
+}
+
+// liveTimeout returns the I/O timeout for the input, zero for none.
+func (r *Reader) liveTimeout() time.Duration {
+	switch {
+	case r.options.Timeout < 0:
+		return 0
+	case r.options.Timeout > 0:
+		return r.options.Timeout
+	case r.kind == InputDevice || r.kind == InputNetwork:
+		return DefaultLiveTimeout
+	default:
+		return 0
+	}
+}
+
+// findInputFormat returns the named input format, nil when name is empty.
+func findInputFormat(url, name string) (*astiav.InputFormat, error) {
+	if name == "" {
+		return nil, nil
+	}
+
+	astiav.RegisterAllDevices()
+	format := astiav.FindInputFormat(name)
+	if format == nil {
+		return nil, fmt.Errorf("open video %q: %w: input format %q is not in this FFmpeg build; "+
+			"list the formats with `ffmpeg -formats`", url, ErrInvalidOption, name)
+	}
+	return format, nil
+}
+
+func (r *Reader) open(ctx context.Context, url string, format *astiav.InputFormat) error {
+	dict, err := r.demuxerOptions(url)
+	if err != nil {
+		return err
+	}
 	defer dict.Free()
-	for key, value := range r.options.FormatOptions {
-		if err := dict.Set(key, value, 0); err != nil {
-			return fmt.Errorf("open video %q: set option %s=%s: %w", url, key, value, err)
-		}
-	}
 
 	r.input = astiav.AllocFormatContext()
-	if err := r.input.OpenInput(url, format, dict); err != nil {
+	r.watchdog = newWatchdog(ctx, r.input, r.liveTimeout())
+	r.watchdog.begin()
+	err = r.input.OpenInput(url, format, dict)
+	interrupted := r.watchdog.end()
+	if err != nil {
 		r.input.Free()
 		r.input = nil
-		return openError(url, err, looksLikeMP4(url))
+		if interrupted != nil {
+			return r.interruptError("open", url, interrupted)
+		}
+		return openError(url, err, r.kind, looksLikeMP4(url))
 	}
 
-	if err := r.input.FindStreamInfo(nil); err != nil {
+	if err := unusedOptions(url, dict); err != nil {
+		return err
+	}
+
+	r.watchdog.begin()
+	err = r.input.FindStreamInfo(nil)
+	if interrupted := r.watchdog.end(); interrupted != nil {
+		return r.interruptError("read stream info of", url, interrupted)
+	}
+	if err != nil {
 		return fmt.Errorf("open video %q: read stream info: %w: %w", url, ErrNotVideo, err)
 	}
 
@@ -162,6 +248,56 @@ func (r *Reader) open(url string) error {
 	return nil
 }
 
+// demuxerOptions returns the options' FormatOptions, with the low-latency
+// defaults added for network streams, as an FFmpeg dictionary.
+func (r *Reader) demuxerOptions(url string) (*astiav.Dictionary, error) {
+	options := make(map[string]string, len(r.options.FormatOptions)+len(liveNetworkOptions))
+	if r.kind == InputNetwork {
+		for key, value := range liveNetworkOptions {
+			options[key] = value
+		}
+	}
+	for key, value := range r.options.FormatOptions {
+		options[key] = value
+	}
+
+	dict := astiav.NewDictionary()
+	for key, value := range options {
+		if err := dict.Set(key, value, 0); err != nil {
+			dict.Free()
+			return nil, fmt.Errorf("open video %q: set option %s=%s: %w: %w", url, key, value, ErrInvalidOption, err)
+		}
+	}
+	return dict, nil
+}
+
+// unusedOptions returns an ErrInvalidOption error naming the options that
+// avformat_open_input left in dict because neither the demuxer nor the
+// protocol uses them.
+func unusedOptions(url string, dict *astiav.Dictionary) error {
+	flags := astiav.NewDictionaryFlags(astiav.DictionaryFlagIgnoreSuffix)
+	var unused []string
+	for entry := dict.Get("", nil, flags); entry != nil; entry = dict.Get("", entry, flags) {
+		unused = append(unused, entry.Key()+"="+entry.Value())
+	}
+	if len(unused) == 0 {
+		return nil
+	}
+
+	return fmt.Errorf("open video %q: %w: %s not used by the input; check the option names "+
+		"with `ffmpeg -h demuxer=FORMAT` or `ffmpeg -h protocol=PROTOCOL`",
+		url, ErrInvalidOption, strings.Join(unused, ", "))
+}
+
+// interruptError explains an open or read that the watchdog interrupted.
+func (r *Reader) interruptError(action, url string, cause error) error {
+	if !errors.Is(cause, ErrTimedOut) {
+		return fmt.Errorf("%s video %q: %w", action, url, cause)
+	}
+	return fmt.Errorf("%s video %q: %w: no data for %v; check that the source is running and "+
+		"sending to this address", action, url, ErrTimedOut, r.liveTimeout())
+}
+
 // looksLikeMP4 reports whether a file starts with an ISO media ftyp box,
 // so a damaged MP4 can be distinguished from a file that is not video at all.
 func looksLikeMP4(path string) bool {
@@ -178,8 +314,33 @@ func looksLikeMP4(path string) bool {
 	return string(header[4:8]) == "ftyp"
 }
 
-func openError(url string, err error, mp4 bool) error {
+func openError(url string, err error, kind InputKind, mp4 bool) error {
 	message := err.Error()
+	var errno syscall.Errno
+	var averr astiav.Error
+	if errors.As(err, &averr) && averr < 0 {
+		errno = syscall.Errno(-averr)
+	}
+
+	switch {
+	case kind == InputDevice && (errno == syscall.EACCES || errno == syscall.EPERM):
+		return fmt.Errorf("open device %q: %w; give this user access to the device, for example "+
+			"by adding it to the video group", url, err)
+	case kind == InputDevice && (errno == syscall.EBUSY):
+		return fmt.Errorf("open device %q: %w; another program is using the device, close it", url, err)
+	case kind == InputDevice:
+		return fmt.Errorf("open device %q: %w; check the device with `ffmpeg -f v4l2 -list_formats all -i %s`",
+			url, err, url)
+	case kind == InputNetwork && errno == syscall.ECONNREFUSED:
+		return fmt.Errorf("open stream %q: %w; check that the server is running and the address "+
+			"and port are right", url, err)
+	case kind == InputNetwork:
+		return fmt.Errorf("open stream %q: %w; check the URL, and that the sender is running", url, err)
+	case kind == InputLavfi:
+		return fmt.Errorf("open lavfi graph %q: %w; check the graph with `ffmpeg -f lavfi -i '%s'`",
+			url, err, url)
+	}
+
 	switch {
 	case errors.Is(err, astiav.ErrInvaliddata) && mp4:
 		return fmt.Errorf("open video %q: %w (%v): the file is damaged or truncated, "+
@@ -238,6 +399,12 @@ func (r *Reader) openDecoder(url string) error {
 
 	if r.options.Threads > 0 {
 		r.decoder.SetThreadCount(r.options.Threads)
+	}
+	if r.kind.Live() {
+		// Frame threading holds back one frame per thread, so live inputs
+		// decode with slice threads only and ask for low delay.
+		r.decoder.SetThreadType(astiav.ThreadTypeSlice)
+		r.decoder.SetFlags(r.decoder.Flags().Add(astiav.CodecContextFlagLowDelay))
 	}
 	r.decoder.SetTimeBase(r.stream.TimeBase())
 
@@ -453,7 +620,17 @@ func (r *Reader) sendPacket() error {
 	}
 
 	for {
+		r.watchdog.begin()
 		err := r.input.ReadFrame(r.packet)
+		if interrupted := r.watchdog.end(); interrupted != nil {
+			if err == nil {
+				r.packet.Unref()
+			}
+			return r.interruptError("read", r.info.URL, interrupted)
+		}
+		if err != nil && r.kind.Live() && !errors.Is(err, astiav.ErrEof) {
+			return fmt.Errorf("read video %q: %w", r.info.URL, err)
+		}
 		if err != nil {
 			if !errors.Is(err, astiav.ErrEof) {
 				r.lastReadError = err
@@ -522,6 +699,11 @@ func (r *Reader) Close() error {
 		r.input.CloseInput()
 		r.input.Free()
 		r.input = nil
+	}
+
+	if r.watchdog != nil {
+		r.watchdog.close()
+		r.watchdog = nil
 	}
 
 	return nil
