@@ -20,6 +20,10 @@ const (
 	StageEncoded   Stage = "encoded"
 )
 
+// StageDisplayed is the glass-to-glass latency: capture until a viewer's
+// page displayed the frame. The page measures it, so it is not in Stages.
+const StageDisplayed Stage = "displayed"
+
 // Stages lists the stages in pipeline order.
 var Stages = []Stage{StageDecoded, StageSegmented, StageRendered, StageEncoded}
 
@@ -57,6 +61,14 @@ func (w *LatencyWindow) Record(t *Timestamps) {
 		}
 		w.add(stage, at.Sub(t.Captured).Seconds())
 	}
+}
+
+// Add records one latency of stage, for a stage that Timestamps does not
+// hold, such as StageDisplayed.
+func (w *LatencyWindow) Add(stage Stage, latency time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.add(stage, latency.Seconds())
 }
 
 func (w *LatencyWindow) add(stage Stage, seconds float64) {

@@ -24,8 +24,42 @@ type statsResponse struct {
 	Viewers      int     `json:"viewers"`
 	// Frame is the 0-based index of the last frame sent to viewers, -1 before the first.
 	Frame int64 `json:"frame"`
-	// LatencyMS maps each stage to its delay after capture, in milliseconds.
+	// LatencyMS maps each stage to its delay after capture, in
+	// milliseconds; "displayed" is the glass-to-glass latency the pages
+	// measured, present only with --stamp.
 	LatencyMS map[stream.Stage]latencyResponse `json:"latency_ms"`
+	Source    *sourceResponse                  `json:"source,omitempty"`
+}
+
+// sourceResponse is the input's condition in /api/stats and /healthz.
+type sourceResponse struct {
+	URL         string  `json:"url"`
+	State       string  `json:"state"`
+	ForSeconds  float64 `json:"for_s"`
+	LastError   string  `json:"last_error,omitempty"`
+	Reconnects  int     `json:"reconnects"`
+	NextAttempt float64 `json:"next_attempt_s,omitempty"` // seconds from now
+}
+
+func newSourceResponse(source stream.SourceStatuser) *sourceResponse {
+	if source == nil {
+		return nil
+	}
+	status := source.Status()
+	now := time.Now()
+	r := &sourceResponse{
+		URL:        status.URL,
+		State:      string(status.State),
+		LastError:  status.LastError,
+		Reconnects: status.Reconnects,
+	}
+	if !status.Since.IsZero() {
+		r.ForSeconds = now.Sub(status.Since).Seconds()
+	}
+	if !status.NextAttempt.IsZero() {
+		r.NextAttempt = max(0, status.NextAttempt.Sub(now).Seconds())
+	}
+	return r
 }
 
 type latencyResponse struct {
@@ -58,10 +92,38 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		LatencyMS:    map[stream.Stage]latencyResponse{},
 	}
 	for stage, summary := range stats.Latency {
-		response.LatencyMS[stage] = latencyResponse{P50: milliseconds(summary.P50), P95: milliseconds(summary.P95),
-			Count: summary.Count}
+		response.LatencyMS[stage] = newLatencyResponse(summary)
 	}
+	if summary, ok := s.displayed.Summary()[stream.StageDisplayed]; ok {
+		response.LatencyMS[stream.StageDisplayed] = newLatencyResponse(summary)
+	}
+	response.Source = newSourceResponse(s.config.Source)
 	writeJSON(w, response)
+}
+
+func newLatencyResponse(summary stream.LatencySummary) latencyResponse {
+	return latencyResponse{P50: milliseconds(summary.P50), P95: milliseconds(summary.P95), Count: summary.Count}
+}
+
+// healthResponse is the body of GET /healthz.
+type healthResponse struct {
+	Status string          `json:"status"`
+	Source *sourceResponse `json:"source,omitempty"`
+}
+
+// handleHealth returns 200 while the source delivers frames (or has no
+// status to report) and 503 while it connects, reconnects or has ended, so
+// a monitor sees a stalled input even though the server itself is up.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	source := newSourceResponse(s.config.Source)
+	if source != nil && source.State != string(stream.SourcePlaying) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(healthResponse{Status: "source " + source.State, Source: source})
+		return
+	}
+	writeJSON(w, healthResponse{Status: "ok", Source: source})
 }
 
 func (s *Server) handleGetSettings(w http.ResponseWriter, r *http.Request) {

@@ -59,9 +59,11 @@ const captureScript = `(async () => {
 })()`
 
 // servePipeline runs the live loop on the synthetic clip with the
-// colour-rule network and serves it on an ephemeral loopback port. It
-// returns the page URL and the scene for ground truth.
-func servePipeline(t *testing.T, options synth.Options) (string, *synth.Scene) {
+// colour-rule network and serves it on an ephemeral loopback port; edits,
+// when given, change the server's Config first. It returns the page URL and
+// the scene for ground truth.
+func servePipeline(t *testing.T, options synth.Options, sinkOptions SinkOptions,
+	edits ...func(*Config)) (string, *synth.Scene) {
 	t.Helper()
 
 	if err := segment.InitRuntime(segment.LibraryPath("")); err != nil {
@@ -91,11 +93,16 @@ func servePipeline(t *testing.T, options synth.Options) (string, *synth.Scene) {
 	}
 	t.Cleanup(func() { processor.Close() })
 
-	sink, err := NewVideoSink(codec.CodecVP8, options.Width, options.Height, options.FPS, 1_000_000, zerolog.Nop())
+	sink, err := NewVideoSink(codec.CodecVP8, options.Width, options.Height, options.FPS, 1_000_000, sinkOptions,
+		zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := NewServer(Config{Sink: sink, Controls: processor, LoopbackOnly: true, Logger: zerolog.Nop()})
+	config := Config{Sink: sink, Controls: processor, LoopbackOnly: true, Logger: zerolog.Nop()}
+	for _, edit := range edits {
+		edit(&config)
+	}
+	server, err := NewServer(config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +178,7 @@ func startBrowser(t *testing.T) context.Context {
 
 func TestBrowserShowsLiveOverlay(t *testing.T) {
 	options := synth.Options{Width: 320, Height: 240, Frames: 250, FPS: 25, RandomSeed: 1}
-	url, scene := servePipeline(t, options)
+	url, scene := servePipeline(t, options, SinkOptions{})
 	ctx := startBrowser(t)
 
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 760), chromedp.Navigate(url)); err != nil {
@@ -355,7 +362,7 @@ func screenshot(t *testing.T, ctx context.Context) {
 		path = filepath.Join(t.TempDir(), "serve.png")
 	}
 
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}

@@ -17,22 +17,30 @@ import (
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !allowedHost(r.Host) {
-			s.config.Logger.Warn().Str("host", r.Host).Str("path", r.URL.Path).Msg("rejected request for another host name")
+			s.rejectLog.Warn().Str("host", r.Host).Str("path", r.URL.Path).Msg("rejected request for another host name")
 			http.Error(w, "unknown host "+r.Host+": open the page by the address that serve printed", http.StatusMisdirectedRequest)
 			return
 		}
 
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if origin := r.Header.Get("Origin"); origin != "" && origin != "http://"+r.Host && origin != "https://"+r.Host {
-				s.config.Logger.Warn().Str("origin", origin).Str("path", r.URL.Path).Msg("rejected cross-origin request")
+				s.rejectLog.Warn().Str("origin", origin).Str("path", r.URL.Path).Msg("rejected cross-origin request")
 				http.Error(w, "cross-origin request from "+origin+" rejected", http.StatusForbidden)
 				return
 			}
 		}
 
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		next.ServeHTTP(w, r)
 	})
 }
+
+// maxBodyBytes limits every request body; endpoints set tighter limits of
+// their own. maxHeaderBytes limits the request line and headers.
+const (
+	maxBodyBytes   = 1 << 20
+	maxHeaderBytes = 16 << 10
+)
 
 // allowedHost accepts a Host header whose name is an IP address or localhost.
 func allowedHost(host string) bool {

@@ -26,6 +26,10 @@ var staticFiles embed.FS
 // offers for one video track are a few kilobytes.
 const DefaultMaxOfferBytes = 64 << 10
 
+// displayedWindow is the number of recent glass-to-glass latencies that
+// /api/stats summarises, over all viewers.
+const displayedWindow = 600
+
 // shutdownTimeout bounds how long Serve waits for open HTTP requests after
 // its context ends.
 const shutdownTimeout = 5 * time.Second
@@ -49,6 +53,13 @@ type Config struct {
 	LoopbackOnly bool
 	// MaxOfferBytes limits the size of an SDP offer; 0 means DefaultMaxOfferBytes.
 	MaxOfferBytes int64
+	// Source reports the input's condition for the page, /healthz and
+	// /metrics; nil when the input has no status to report.
+	Source stream.SourceStatuser
+	// Token, when not empty, is the bearer token that signalling, the API
+	// and /metrics require in an Authorization header. The page and
+	// /healthz stay open.
+	Token string
 	// Logger receives start, stop and viewer events.
 	Logger zerolog.Logger
 }
@@ -56,9 +67,12 @@ type Config struct {
 // Server serves the page, the WHEP endpoint and the JSON API, and owns the
 // viewers' peer connections.
 type Server struct {
-	config Config
-	api    *webrtc.API
-	mux    *http.ServeMux
+	config    Config
+	api       *webrtc.API
+	mux       *http.ServeMux
+	metrics   *metrics
+	displayed *stream.LatencyWindow // glass-to-glass latencies the pages report
+	rejectLog zerolog.Logger        // sampled: rejected requests can come every second
 
 	mu     sync.Mutex
 	peers  map[string]*peer
@@ -79,17 +93,31 @@ func NewServer(config Config) (*Server, error) {
 		return nil, err
 	}
 
-	s := &Server{config: config, api: api, mux: http.NewServeMux(), peers: map[string]*peer{}}
+	s := &Server{
+		config:    config,
+		api:       api,
+		mux:       http.NewServeMux(),
+		displayed: stream.NewLatencyWindow(displayedWindow),
+		rejectLog: config.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Minute}),
+		peers:     map[string]*peer{},
+	}
+	s.metrics = newMetrics(config, config.Sink.Viewers)
+	config.Sink.metrics = s.metrics
+
 	static, err := fs.Sub(staticFiles, "static")
 	if err != nil {
 		return nil, fmt.Errorf("web server: embedded page: %w", err)
 	}
+	// The page's files are the only ones served: the embedded folder has
+	// an index.html, so the file server never lists a directory.
 	s.mux.Handle("GET /", http.FileServerFS(static))
-	s.mux.HandleFunc("POST /whep", s.handleOffer)
-	s.mux.HandleFunc("DELETE /whep/{id}", s.handleDelete)
-	s.mux.HandleFunc("GET /api/stats", s.handleStats)
-	s.mux.HandleFunc("GET /api/settings", s.handleGetSettings)
-	s.mux.HandleFunc("POST /api/settings", s.handleSetSettings)
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.Handle("GET /metrics", s.requireToken(s.metrics.handler()))
+	s.mux.Handle("POST /whep", s.requireToken(http.HandlerFunc(s.handleOffer)))
+	s.mux.Handle("DELETE /whep/{id}", s.requireToken(http.HandlerFunc(s.handleDelete)))
+	s.mux.Handle("GET /api/stats", s.requireToken(http.HandlerFunc(s.handleStats)))
+	s.mux.Handle("GET /api/settings", s.requireToken(http.HandlerFunc(s.handleGetSettings)))
+	s.mux.Handle("POST /api/settings", s.requireToken(http.HandlerFunc(s.handleSetSettings)))
 	return s, nil
 }
 
@@ -131,7 +159,14 @@ func (s *Server) Handler() http.Handler { return s.guard(s.mux) }
 // accepting requests, waits up to 5 s for open ones and closes every peer
 // connection. It returns nil after a shutdown that ctx started.
 func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
-	server := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 	s.config.Logger.Info().Str("url", "http://"+listener.Addr().String()+"/").Msg("serving the live overlay")
 
 	done := make(chan error, 1)
@@ -172,6 +207,19 @@ func (s *Server) Close() error {
 		errs = append(errs, p.close("server stopped"))
 	}
 	return errors.Join(errs...)
+}
+
+// observeDisplayed records glass-to-glass latencies, in milliseconds, that
+// a page measured. Values outside (0, 60 s) are clock errors and ignored.
+func (s *Server) observeDisplayed(milliseconds []float64) {
+	for _, ms := range milliseconds {
+		if !(ms > 0 && ms < 60_000) {
+			continue
+		}
+		latency := time.Duration(ms * float64(time.Millisecond))
+		s.displayed.Add(stream.StageDisplayed, latency)
+		s.metrics.glassToGlass.Observe(latency.Seconds())
+	}
 }
 
 // Peers returns the number of open peer connections.

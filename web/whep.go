@@ -26,6 +26,7 @@ type peer struct {
 	id     string
 	pc     *webrtc.PeerConnection
 	sink   *VideoSink
+	viewer *viewer
 	logger zerolog.Logger
 
 	mu     sync.Mutex
@@ -83,17 +84,22 @@ func (s *Server) connect(ctx context.Context, offer string) (*peer, string, int,
 
 	p := &peer{id: newPeerID(), pc: pc, sink: s.config.Sink}
 	p.logger = s.config.Logger.With().Str("peer", p.id).Logger()
+	p.viewer, err = newViewer(p.id, s.config.Sink.Codec(), s.config.Sink.stamp, p.logger)
+	if err != nil {
+		pc.Close()
+		return nil, "", http.StatusInternalServerError, err
+	}
 
 	answer, status, err := s.negotiate(ctx, p, offer)
 	if err != nil {
-		pc.Close()
+		p.close("negotiation failed")
 		return nil, "", status, err
 	}
 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		pc.Close()
+		p.close("server is shutting down")
 		return nil, "", http.StatusServiceUnavailable, errors.New("server is shutting down")
 	}
 	s.peers[p.id] = p
@@ -103,9 +109,9 @@ func (s *Server) connect(ctx context.Context, offer string) (*peer, string, int,
 	return p, answer, http.StatusCreated, nil
 }
 
-// negotiate adds the shared track, applies the offer and gathers the answer.
+// negotiate adds the viewer's track, applies the offer and gathers the answer.
 func (s *Server) negotiate(ctx context.Context, p *peer, offer string) (string, int, error) {
-	sender, err := p.pc.AddTrack(s.config.Sink.Track())
+	sender, err := p.pc.AddTrack(p.viewer.track)
 	if err != nil {
 		return "", http.StatusInternalServerError, fmt.Errorf("add video track: %w", err)
 	}
@@ -115,6 +121,9 @@ func (s *Server) negotiate(ctx context.Context, p *peer, offer string) (string, 
 	p.pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		s.onStateChange(p, state)
 	})
+	p.pc.OnDataChannel(func(channel *webrtc.DataChannel) {
+		p.viewer.attachChannel(channel, s.observeDisplayed)
+	})
 
 	err = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
 	if err != nil {
@@ -123,7 +132,7 @@ func (s *Server) negotiate(ctx context.Context, p *peer, offer string) (string, 
 	answer, err := p.pc.CreateAnswer(nil)
 	if err != nil {
 		return "", http.StatusBadRequest, fmt.Errorf("create SDP answer (does the offer receive %s video?): %w",
-			s.config.Sink.Track().Codec().MimeType, err)
+			s.config.Sink.Codec().MimeType, err)
 	}
 
 	gathered := webrtc.GatheringCompletePromise(p.pc)
@@ -143,7 +152,8 @@ func (s *Server) negotiate(ctx context.Context, p *peer, offer string) (string, 
 	return p.pc.LocalDescription().SDP, http.StatusCreated, nil
 }
 
-// readRTCP asks the encoder for a keyframe when the viewer reports a lost picture.
+// readRTCP asks the encoder for a keyframe when the viewer reports a lost
+// picture; the sink spaces such requests.
 func (p *peer) readRTCP(sender *webrtc.RTPSender) {
 	for {
 		packets, _, err := sender.ReadRTCP()
@@ -154,7 +164,7 @@ func (p *peer) readRTCP(sender *webrtc.RTPSender) {
 			switch packet.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				p.logger.Debug().Msg("viewer requested a keyframe")
-				p.sink.ForceKeyframe()
+				p.sink.requestKeyframe()
 			}
 		}
 	}
@@ -170,7 +180,7 @@ func (s *Server) onStateChange(p *peer, state webrtc.PeerConnectionState) {
 		p.mu.Lock()
 		if !p.joined && !p.left {
 			p.joined = true
-			p.sink.addViewer(1)
+			p.sink.join(p.viewer)
 			p.logger.Info().Int("viewers", p.sink.Viewers()).Msg("viewer joined")
 		}
 		p.mu.Unlock()
@@ -214,7 +224,7 @@ func (p *peer) close(reason string) error {
 	return err
 }
 
-// leave counts a joined viewer out and logs it, once.
+// leave counts a joined viewer out, stops its writer and logs it, once.
 func (p *peer) leave(reason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -222,10 +232,13 @@ func (p *peer) leave(reason string) {
 		return
 	}
 	p.left = true
-	if p.joined {
-		p.sink.addViewer(-1)
+	if !p.joined {
+		p.viewer.close()
+		return
 	}
-	p.logger.Info().Str("reason", reason).Int("viewers", p.sink.Viewers()).Msg("viewer left")
+	p.sink.leave(p.viewer)
+	p.logger.Info().Str("reason", reason).Int("viewers", p.sink.Viewers()).
+		Uint64("dropped", p.viewer.dropped.Load()).Msg("viewer left")
 }
 
 // newPeerID returns a random 16-hex-digit id for a peer's resource URL.

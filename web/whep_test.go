@@ -31,9 +31,11 @@ func (c *fixedControls) SetSettings(s stream.LiveSettings) error {
 
 func (c *fixedControls) Stats() stream.LiveStats { return stream.LiveStats{} }
 
-func newTestServer(t *testing.T) (*Server, *httptest.Server) {
+// newTestServer serves a server with fixed controls and no loop; edits,
+// when given, change its Config first.
+func newTestServer(t *testing.T, edits ...func(*Config)) (*Server, *httptest.Server) {
 	t.Helper()
-	sink, err := NewVideoSink(codec.CodecVP8, 64, 48, 25, 500_000, zerolog.Nop())
+	sink, err := NewVideoSink(codec.CodecVP8, 64, 48, 25, 500_000, SinkOptions{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +43,12 @@ func newTestServer(t *testing.T) (*Server, *httptest.Server) {
 
 	controls := &fixedControls{settings: stream.LiveSettings{Overlay: true, Opacity: 0.4, Threshold: 0.5,
 		KeyframeInterval: 5}}
-	server, err := NewServer(Config{Sink: sink, Controls: controls, LoopbackOnly: true, MaxOfferBytes: 8 << 10,
-		Logger: zerolog.Nop()})
+	config := Config{Sink: sink, Controls: controls, LoopbackOnly: true, MaxOfferBytes: 8 << 10,
+		Logger: zerolog.Nop()}
+	for _, edit := range edits {
+		edit(&config)
+	}
+	server, err := NewServer(config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +59,7 @@ func newTestServer(t *testing.T) (*Server, *httptest.Server) {
 	return server, httpServer
 }
 
-func request(t *testing.T, method, url, contentType, body string) (*http.Response, string) {
+func request(t *testing.T, method, url, contentType, body string, headers ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -61,6 +67,9 @@ func request(t *testing.T, method, url, contentType, body string) (*http.Respons
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

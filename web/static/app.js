@@ -1,10 +1,38 @@
 // medvseg live overlay page: plays the WebRTC video (WHEP signalling),
-// shows the loop's stats and sends control changes to /api/settings.
+// shows the loop's stats and the source's state, sends control changes to
+// /api/settings, and with the server's --stamp measures glass-to-glass
+// latency from the frame number drawn in the video.
 "use strict";
 
 const video = document.getElementById("video");
 const stateLabel = document.getElementById("state");
 let resource = null; // WHEP resource URL to DELETE when leaving
+
+// A server started with --token needs it on every API request. The page
+// takes it from the URL fragment (#token=...), which browsers never send
+// to the server, and keeps it for the tab's session.
+const token = (() => {
+  const fromURL = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromURL) {
+    sessionStorage.setItem("medvseg-token", fromURL);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("medvseg-token");
+})();
+
+function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(path, { ...options, headers }).then((response) => {
+    if (response.status === 401) showAuthError();
+    return response;
+  });
+}
+
+function showAuthError() {
+  document.getElementById("auth-error").textContent =
+    "This server requires a token: open the page as http://HOST:PORT/#token=TOKEN.";
+}
 
 function showState(state) {
   stateLabel.textContent = state;
@@ -32,11 +60,12 @@ async function connect() {
     video.srcObject = new MediaStream([event.track]);
   };
   pc.onconnectionstatechange = () => showState(pc.connectionState);
+  latency.attach(pc.createDataChannel("medvseg"));
 
   await pc.setLocalDescription(await pc.createOffer());
   await waitForGathering(pc, 2000);
 
-  const response = await fetch("/whep", {
+  const response = await api("/whep", {
     method: "POST",
     headers: { "Content-Type": "application/sdp" },
     body: pc.localDescription.sdp,
@@ -51,7 +80,7 @@ async function connect() {
 
 function leave() {
   if (resource) {
-    fetch(resource, { method: "DELETE", keepalive: true });
+    api(resource, { method: "DELETE", keepalive: true });
     resource = null;
   }
 }
@@ -76,7 +105,7 @@ function showSettings(s) {
 }
 
 async function sendSettings(change) {
-  const response = await fetch("/api/settings", {
+  const response = await api("/api/settings", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(change),
@@ -101,16 +130,17 @@ function setText(id, value) {
 }
 
 async function refreshStats() {
-  const response = await fetch("/api/stats");
+  const response = await api("/api/stats");
   if (!response.ok) return;
   const s = await response.json();
+  showSource(s.source);
   setText("input-fps", s.input_fps.toFixed(1));
   setText("output-fps", s.output_fps.toFixed(1));
   setText("keyframe-rate", s.keyframe_rate.toFixed(1));
   setText("dropped", s.dropped);
   setText("viewers", s.viewers);
 
-  const rows = ["decoded", "segmented", "rendered", "encoded"]
+  const rows = ["decoded", "segmented", "rendered", "encoded", "displayed"]
     .filter((stage) => s.latency_ms[stage])
     .map((stage) => {
       const l = s.latency_ms[stage];
@@ -119,8 +149,28 @@ async function refreshStats() {
   document.querySelector("#latency tbody").innerHTML = rows.join("");
 }
 
+// showSource shows the input's state; a reconnecting source also shows why
+// and when the next attempt is due.
+function showSource(source) {
+  const label = document.getElementById("source-state");
+  const detail = document.getElementById("source-detail");
+  if (!source) {
+    label.textContent = "-";
+    return;
+  }
+  label.textContent = source.state;
+  label.className = source.state;
+  let text = "";
+  if (source.state === "reconnecting") {
+    text = `retry in ${source.next_attempt_s.toFixed(1)} s`;
+    if (source.last_error) text += `: ${source.last_error}`;
+  }
+  if (source.reconnects > 0) text += ` (${source.reconnects} reconnects)`;
+  detail.textContent = text;
+}
+
 async function main() {
-  fetch("/api/settings").then((r) => r.json()).then(showSettings);
+  api("/api/settings").then((r) => r.json()).then(showSettings);
   setInterval(() => refreshStats().catch(() => {}), 1000);
   try {
     await connect();
