@@ -62,7 +62,7 @@ const captureScript = `(async () => {
 // colour-rule network and serves it on an ephemeral loopback port; edits,
 // when given, change the server's Config first. It returns the page URL and
 // the scene for ground truth.
-func servePipeline(t *testing.T, options synth.Options, sinkOptions SinkOptions,
+func servePipeline(t testing.TB, options synth.Options, sinkOptions SinkOptions,
 	edits ...func(*Config)) (string, *synth.Scene) {
 	t.Helper()
 
@@ -140,7 +140,7 @@ func servePipeline(t *testing.T, options synth.Options, sinkOptions SinkOptions,
 
 // startBrowser starts headless chromium with a fresh profile and the flags
 // that keep it from reaching outside hosts. The browser stops at cleanup.
-func startBrowser(t *testing.T) context.Context {
+func startBrowser(t testing.TB) context.Context {
 	t.Helper()
 
 	path, err := exec.LookPath("chromium")
@@ -323,7 +323,7 @@ func pollCapture(t *testing.T, ctx context.Context, what string, timeout time.Du
 	}
 }
 
-func waitFor(t *testing.T, ctx context.Context, what, condition string, timeout time.Duration) {
+func waitFor(t testing.TB, ctx context.Context, what, condition string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -339,7 +339,7 @@ func waitFor(t *testing.T, ctx context.Context, what, condition string, timeout 
 }
 
 // evaluate runs a script in the page, awaiting it when it returns a promise.
-func evaluate[T any](t *testing.T, ctx context.Context, script string) T {
+func evaluate[T any](t testing.TB, ctx context.Context, script string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](script, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -355,7 +355,7 @@ func setRange(t *testing.T, ctx context.Context, id, value string) {
 		e.dispatchEvent(new Event("input")); return true; })()`)
 }
 
-func screenshot(t *testing.T, ctx context.Context) {
+func screenshot(t testing.TB, ctx context.Context) {
 	t.Helper()
 	path := os.Getenv(ScreenshotEnv)
 	if path == "" {

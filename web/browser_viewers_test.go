@@ -17,7 +17,7 @@ const framesShown = `document.getElementById("video").getVideoPlaybackQuality().
 
 // openTab opens url in a new tab of the browser that ctx belongs to. The
 // tab closes when its context is cancelled.
-func openTab(t *testing.T, ctx context.Context, url string) (context.Context, context.CancelFunc) {
+func openTab(t testing.TB, ctx context.Context, url string) (context.Context, context.CancelFunc) {
 	t.Helper()
 	tab, cancel := chromedp.NewContext(ctx)
 	if err := chromedp.Do(tab, chromedp.EmulateViewport(1000, 700), chromedp.Navigate(url)); err != nil {

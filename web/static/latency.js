@@ -135,5 +135,15 @@ const latency = (() => {
     }
   }
 
-  return { attach, summary, decodedFrames: () => decoded, lastValue: () => lastValue };
+  // samples and reset serve tests and benchmarks that pool several pages.
+  return {
+    attach,
+    summary,
+    decodedFrames: () => decoded,
+    samples: () => [...samples],
+    reset: () => {
+      samples.splice(0);
+      return samples.length;
+    },
+  };
 })();
