@@ -82,3 +82,46 @@ func waitDrained(t *testing.T, v *viewer) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestLateViewerStartsOnKeyframe(t *testing.T) {
+	const width, height = 160, 120
+	sink, err := NewVideoSink(codec.CodecVP8, width, height, 25, 300_000, SinkOptions{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(nil)
+	scene, err := synth.NewScene(synth.Options{Width: width, Height: height, Frames: 40, FPS: 25, RandomSeed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first, err := newViewer("first", sink.Codec(), nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.join(first)
+	frame := codec.NewFrame(width, height)
+	times := stream.Timestamps{Captured: time.Now()}
+	for i := 0; i < 20; i++ {
+		scene.Render(i, frame, nil)
+		if err := sink.Write(&stream.Result{Frame: frame, Times: &times}); err != nil {
+			t.Fatal(err)
+		}
+		waitDrained(t, first)
+	}
+
+	// The late viewer's writer does not run, so its queue shows what it got.
+	late := &viewer{id: "late", queue: make(chan viewerSample, viewerQueueLength), needKeyframe: true,
+		logger: zerolog.Nop()}
+	sink.join(late)
+	scene.Render(20, frame, nil)
+	if err := sink.Write(&stream.Result{Frame: frame, Times: &times}); err != nil {
+		t.Fatal(err)
+	}
+	if len(late.queue) != 1 {
+		t.Fatalf("late viewer got %d access units from the first frame after joining, expected 1", len(late.queue))
+	}
+	if sample := <-late.queue; !sample.keyframe {
+		t.Errorf("late viewer's first access unit (frame %d) is not a keyframe", sample.index)
+	}
+}
