@@ -218,7 +218,7 @@ func (r *Reader) open(ctx context.Context, url string, format *astiav.InputForma
 	r.watchdog.begin()
 	err = r.input.FindStreamInfo(nil)
 	if interrupted := r.watchdog.end(); interrupted != nil {
-		return r.interruptError("read stream info of", url, interrupted)
+		return r.interruptError("open", url, interrupted)
 	}
 	if err != nil {
 		return fmt.Errorf("open video %q: read stream info: %w: %w", url, ErrNotVideo, err)

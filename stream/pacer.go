@@ -21,7 +21,7 @@ const maxPacerLag = time.Second
 // when its PTS is due on the wall clock, counted from the first Read. With
 // looping on, it reopens the source at its end and keeps the PTS and the
 // frame index increasing across passes, so downstream the video never
-// restarts. A Pacer is not safe for concurrent use.
+// restarts. A Pacer is not safe for concurrent use, except for Status.
 type Pacer struct {
 	ctx  context.Context
 	open func() (Source, error)
@@ -36,6 +36,8 @@ type Pacer struct {
 	frameTime  time.Duration // nominal duration of one frame
 	delivered  int           // frames returned so far, over all passes
 	passFrames int           // frames returned in the current pass
+
+	status statusTracker
 }
 
 // NewPacer opens the first pass with open. Read waits on ctx, so cancelling
@@ -52,15 +54,22 @@ func NewPacer(ctx context.Context, open func() (Source, error), loop bool) (*Pac
 		return nil, fmt.Errorf("pace %q: unknown frame rate: give the input a frame rate", info.URL)
 	}
 
-	return &Pacer{
+	p := &Pacer{
 		ctx:       ctx,
 		open:      open,
 		loop:      loop,
 		src:       src,
 		info:      info,
 		frameTime: time.Duration(float64(time.Second) / info.FrameRate),
-	}, nil
+	}
+	p.status.set(SourcePlaying, func(s *SourceStatus) { s.URL = info.URL })
+	return p, nil
 }
+
+// Status returns SourcePlaying until Read returns an error, and then
+// SourceEnded, with LastError set unless the source simply ended. It is
+// safe for concurrent use.
+func (p *Pacer) Status() SourceStatus { return p.status.snapshot() }
 
 // Info describes the source; a looping Pacer has no end, so FrameCount and
 // Duration are zero.
@@ -75,6 +84,11 @@ func (p *Pacer) Info() codec.Info {
 // Read waits until the next frame is due and decodes it into f.
 func (p *Pacer) Read(f *codec.Frame) error {
 	if err := p.readFrame(f); err != nil {
+		p.status.set(SourceEnded, func(s *SourceStatus) {
+			if !errors.Is(err, io.EOF) {
+				s.LastError = err.Error()
+			}
+		})
 		return err
 	}
 
