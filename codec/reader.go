@@ -205,9 +205,13 @@ func (r *Reader) open(ctx context.Context, url string, format *astiav.InputForma
 	if err != nil {
 		r.input.Free()
 		r.input = nil
-		if interrupted != nil {
-			return r.interruptError("open", url, interrupted)
-		}
+	}
+	if interrupted != nil {
+		// Some demuxers, such as mpegts, return success from a header read
+		// that was interrupted.
+		return r.interruptError("open", url, interrupted)
+	}
+	if err != nil {
 		return openError(url, err, r.kind, looksLikeMP4(url))
 	}
 

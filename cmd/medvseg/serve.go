@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog/log"
@@ -26,23 +28,26 @@ const synthInput = "synth"
 
 type serveOptions struct {
 	loopOptions
-	input   string
-	loop    bool
-	listen  string
-	size    string
-	codec   string
-	bitRate int
+	input        string
+	inputFormat  string
+	inputOptions []string
+	loop         bool
+	listen       string
+	size         string
+	codec        string
+	bitRate      int
 }
 
 func newServeCommand(global *globalOptions) *cobra.Command {
 	var o serveOptions
 
 	cmd := &cobra.Command{
-		Use:   "serve [--input VIDEO|synth] [--model model.onnx]",
+		Use:   "serve [--input VIDEO|synth|DEVICE|URL|lavfi:GRAPH] [--model model.onnx]",
 		Short: "Stream the live lesion overlay to a browser over WebRTC",
-		Long: `serve plays a video at its native rate as a live source, segments it in
-real time (the model on keyframes, optical flow in between, no frame waiting
-for the model) and streams the overlay to a web page over WebRTC. Open the
+		Long: `serve plays a video file at its native rate as a live source, or reads a
+live input as its frames arrive. It segments the frames in real time (the
+model on keyframes, optical flow in between, no frame waiting for the model)
+and streams the overlay to a web page over WebRTC. Open the
 printed URL in a browser: the page shows the video, the connection state,
 frame rates, dropped frames and per-stage latency, and controls for the
 overlay, its opacity, the threshold and the keyframe interval that act at once.
@@ -51,9 +56,28 @@ With --input synth (the default) it plays the built-in synthetic clip in a
 loop; without --model it then segments with a fixed colour rule that finds
 the synthetic lesion, so the overlay works with no trained model.
 
+Live inputs:
+  /dev/video0          a capture device (v4l2). Choose its mode with
+                       --input-option input_format=mjpeg, video_size=1280x720
+                       and framerate=30, one option per flag.
+  rtsp://, rtsps://, udp://, rtp://, http://, https://, srt://
+                       a network stream. For RTSP over TCP give
+                       --input-option rtsp_transport=tcp; for raw MPEG-TS over
+                       UDP, --input-format mpegts.
+  lavfi:GRAPH          a libavfilter source, for example
+                       lavfi:testsrc2=size=640x480:rate=30 (the same as
+                       --input-format lavfi --input GRAPH).
+When a live input fails, stalls for 5 s or ends, serve keeps running, the
+page shows the input's state, and the input is reopened after a delay that
+starts at 0.25 s and doubles up to 4 s, with random jitter. Frames keep the
+size of the first open. If the input cannot be opened at start, serve starts
+anyway when --size is given and keeps retrying; without --size it exits.
+
 It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 		Example: "  medvseg serve\n" +
-			"  medvseg serve --input clip.mp4 --loop --model run/model.onnx --listen 127.0.0.1:8080",
+			"  medvseg serve --input clip.mp4 --loop --model run/model.onnx --listen 127.0.0.1:8080\n" +
+			"  medvseg serve --input /dev/video0 --input-option input_format=mjpeg --input-option video_size=1280x720 --model run/model.onnx\n" +
+			"  medvseg serve --input rtsp://192.0.2.10/endoscope --input-option rtsp_transport=tcp --size 640x480 --model run/model.onnx",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runServe(global, o)
@@ -62,10 +86,17 @@ It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 
 	f := cmd.Flags()
 	o.addFlags(f, "ONNX model to run on keyframes (default for synth: a colour rule)")
-	f.StringVar(&o.input, "input", synthInput, "video file to play at its native rate, or synth for the built-in clip")
-	f.BoolVar(&o.loop, "loop", false, "play the input file again from the start when it ends (synth always loops)")
+	f.StringVar(&o.input, "input", synthInput, "video file to play at its native rate, synth for the built-in clip, "+
+		"or a live input: a capture device, a network stream URL or lavfi:GRAPH (see above)")
+	f.StringVar(&o.inputFormat, "input-format", "", "input format, as ffmpeg's -f: v4l2, lavfi, mjpeg, mpegts... "+
+		"(default: probed; v4l2 for /dev/video*)")
+	f.StringArrayVar(&o.inputOptions, "input-option", nil, "demuxer, device or protocol option KEY=VALUE, "+
+		"for example video_size=1280x720 or rtsp_transport=tcp (repeatable)")
+	f.BoolVar(&o.loop, "loop", false, "play the input file again from the start when it ends (synth always loops; "+
+		"live inputs reopen on their own)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "HTTP address (host:port) of the page and WebRTC signalling")
-	f.StringVar(&o.size, "size", "", "scale frames to WxH pixels (default: the file's size, 320x240 for synth)")
+	f.StringVar(&o.size, "size", "", "scale frames to WxH pixels (default: the input's size, 320x240 for synth); "+
+		"lets serve start before a live input is available")
 	f.StringVar(&o.codec, "codec", codec.CodecVP8, "video codec sent to browsers: vp8 (libvpx) or h264 (libx264)")
 	f.IntVar(&o.bitRate, "bitrate", 2_000_000, "target video bit rate in bits per second")
 
@@ -80,7 +111,7 @@ func runServe(global *globalOptions, o serveOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	pacer, err := openPacedInput(ctx, o)
+	pacer, err := openServeInput(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -138,8 +169,18 @@ func runServe(global *globalOptions, o serveOptions) error {
 // errInputEnded stops the server when a file that does not loop ends.
 var errInputEnded = errors.New("input ended")
 
-// openPacedInput opens the input as a live source at its native rate.
-func openPacedInput(ctx context.Context, o serveOptions) (*stream.Pacer, error) {
+// servedInput is the source serve reads: a Pacer for files and synth, a
+// Reconnector for live inputs.
+type servedInput interface {
+	stream.Source
+	stream.SourceStatuser
+	io.Closer
+}
+
+// openServeInput opens --input. A file or synth plays at its native rate
+// through a Pacer, and a capture device, network stream or lavfi graph is
+// read through a Reconnector.
+func openServeInput(ctx context.Context, o serveOptions) (servedInput, error) {
 	var size codec.Size
 	if o.size != "" {
 		parsed, err := codec.ParseSize(o.size)
@@ -149,13 +190,38 @@ func openPacedInput(ctx context.Context, o serveOptions) (*stream.Pacer, error) 
 		size = parsed
 	}
 
-	if o.input != synthInput {
-		open := func() (stream.Source, error) {
-			return codec.Open(o.input, codec.ReaderOptions{Size: size})
-		}
+	if o.input == synthInput {
+		return openSynthInput(ctx, size)
+	}
+
+	formatOptions, err := parseInputOptions(o.inputOptions)
+	if err != nil {
+		return nil, err
+	}
+	options := codec.ReaderOptions{Format: o.inputFormat, FormatOptions: formatOptions, Size: size}
+
+	if !codec.ClassifyInput(o.input, o.inputFormat).Live() {
+		open := func() (stream.Source, error) { return codec.Open(o.input, options) }
 		return stream.NewPacer(ctx, open, o.loop)
 	}
 
+	if o.loop {
+		return nil, errors.New("--loop applies to video files only: a live input is reopened when it ends")
+	}
+	open := func(ctx context.Context, size codec.Size) (stream.Source, error) {
+		options := options
+		options.Size = size
+		return codec.OpenContext(ctx, o.input, options)
+	}
+	input, err := stream.NewReconnector(ctx, open, stream.ReconnectorOptions{URL: o.input, Size: size})
+	if errors.Is(err, stream.ErrSizeUnknown) {
+		return nil, fmt.Errorf("%w; give --size WxH to start serve while the input is unavailable", err)
+	}
+	return input, err
+}
+
+// openSynthInput plays the built-in synthetic clip in a loop.
+func openSynthInput(ctx context.Context, size codec.Size) (servedInput, error) {
 	options := synth.DefaultOptions
 	options.Width, options.Height = 320, 240
 	if !size.IsZero() {
@@ -171,6 +237,19 @@ func openPacedInput(ctx context.Context, o serveOptions) (*stream.Pacer, error) 
 		return src, nil
 	}
 	return stream.NewPacer(ctx, open, true)
+}
+
+// parseInputOptions turns --input-option KEY=VALUE flags into a map.
+func parseInputOptions(flags []string) (map[string]string, error) {
+	options := make(map[string]string, len(flags))
+	for _, flag := range flags {
+		key, value, found := strings.Cut(flag, "=")
+		if !found || key == "" {
+			return nil, fmt.Errorf("invalid --input-option %q: use KEY=VALUE, for example video_size=1280x720", flag)
+		}
+		options[key] = value
+	}
+	return options, nil
 }
 
 // loadServeModel loads --model, or for the synth input without one, the
