@@ -148,7 +148,9 @@ func clipsBelow(dir, name string) ([]string, error) {
 	}
 	var clips []string
 	for _, e := range entries {
-		if e.IsDir() && isFolder(filepath.Join(dir, e.Name(), name)) {
+		// isFolder follows symbolic links, so a root may link to clips
+		// stored elsewhere.
+		if isFolder(filepath.Join(dir, e.Name(), name)) {
 			clips = append(clips, e.Name())
 		}
 	}

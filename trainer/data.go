@@ -44,7 +44,7 @@ func trainingClips(dir string) ([]string, error) {
 	}
 	var clips []string
 	for _, e := range entries {
-		if e.IsDir() && isFolder(filepath.Join(dir, e.Name(), "frames")) {
+		if isFolder(filepath.Join(dir, e.Name(), "frames")) {
 			clips = append(clips, filepath.Join(dir, e.Name()))
 		}
 	}

@@ -29,13 +29,18 @@ type runSource struct {
 const defaultFrameRate = 25
 
 // stageFingerprint hashes the fingerprint of the stage before, the inputs
-// that the stage reads from outside the run folder, and its options.
-func (p *pipeline) stageFingerprint(stage string) (string, error) {
+// that the stage reads from outside the run folder, and its options. c is
+// the clip of a per-clip stage and nil for train and export.
+func (p *pipeline) stageFingerprint(stage string, c *runClip) (string, error) {
 	o := p.options
+	var previous any
+	if c != nil {
+		previous = c.fingerprint
+	}
 	var parts map[string]any
 	switch stage {
 	case StageExtract:
-		inputs, err := p.extractInputs()
+		inputs, err := p.extractInputs(c)
 		if err != nil {
 			return "", err
 		}
@@ -48,17 +53,20 @@ func (p *pipeline) stageFingerprint(stage string) (string, error) {
 		parts = map[string]any{"iou": f.IoUThreshold, "max_area_change": f.MaxAreaChange,
 			"min_area": f.MinArea, "min_component": f.MinComponent}
 	case StageTrain:
+		previous = p.filterFingerprints()
 		// Threads change speed, not the result, so they are left out.
 		t := o.Train
 		parts = map[string]any{"batch_size": t.BatchSize, "epochs": t.Epochs, "input_size": t.InputSize,
 			"channels": t.channels(), "learning_rate": t.LearningRate, "weight_decay": t.WeightDecay,
 			"val_fraction": t.ValFraction, "loss": t.Loss, "random_seed": t.RandomSeed}
 	case StageExport:
+		previous = p.fingerprint
 		parts = map[string]any{"threshold": o.Threshold}
 	case StageRender:
+		previous = p.fingerprint
 		parts = map[string]any{}
 	case StageEval:
-		gt, err := p.groundTruth()
+		gt, err := p.groundTruth(c)
 		if err != nil {
 			return "", err
 		}
@@ -68,22 +76,26 @@ func (p *pipeline) stageFingerprint(stage string) (string, error) {
 		}
 		parts = map[string]any{"gt": stamps}
 	}
-	return fingerprint(stage, p.fingerprint, parts)
+	return fingerprint(stage, previous, parts)
 }
 
-// seedSource returns the folder and frame numbers the seeds come from.
-func (p *pipeline) seedSource() SeedSource {
-	src := SeedSource{Dir: p.options.Seeds, Numbers: p.options.SeedFrames}
-	if src.Dir == "" {
-		src.Dir = filepath.Join(p.options.Data, "masks")
+// filterFingerprints returns what the training fingerprint follows: the
+// fingerprint of the filter stage of every clip, or of the only clip.
+func (p *pipeline) filterFingerprints() any {
+	if len(p.clips) == 1 {
+		return p.clips[0].fingerprint
 	}
-	return src
+	prints := make([]string, len(p.clips))
+	for i, c := range p.clips {
+		prints[i] = c.fingerprint
+	}
+	return prints
 }
 
-// extractInputs identifies the frames and the content of the seeds.
-func (p *pipeline) extractInputs() (map[string]any, error) {
+// extractInputs identifies the frames and the content of the seeds of c.
+func (p *pipeline) extractInputs(c *runClip) (map[string]any, error) {
 	o := p.options
-	files, err := selectSeedFiles(p.seedSource())
+	files, err := selectSeedFiles(p.seedSource(c))
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +117,7 @@ func (p *pipeline) extractInputs() (map[string]any, error) {
 		}
 		return parts, nil
 	}
-	frames, _, err := ClipFolders(o.Data)
+	frames, _, err := ClipFolders(c.data)
 	if err != nil {
 		return nil, err
 	}
@@ -115,21 +127,22 @@ func (p *pipeline) extractInputs() (map[string]any, error) {
 	return parts, nil
 }
 
-// extract puts the frames into RUN/frames and the seeds into RUN/seeds.
-func (p *pipeline) extract(ctx context.Context) error {
+// extract puts the frames of c into its frames folder and the seeds into
+// its seeds folder.
+func (p *pipeline) extract(ctx context.Context, c *runClip) error {
 	o := p.options
-	source := runSource{Video: o.Video, Data: o.Data}
+	source := runSource{Video: o.Video, Data: c.data}
 
 	if o.Video != "" {
 		options := o.Extract
-		options.Progress = p.progress
-		info, count, err := Extract(ctx, o.Video, o.Out, options)
+		options.Progress = p.progress(c)
+		info, count, err := Extract(ctx, o.Video, c.dir, options)
 		if err != nil {
 			return err
 		}
 		source.FrameRate, source.Frames = info.FrameRate, count
 	} else {
-		count, err := p.copyClipFrames()
+		count, err := p.copyClipFrames(c)
 		if err != nil {
 			return err
 		}
@@ -139,7 +152,7 @@ func (p *pipeline) extract(ctx context.Context) error {
 		}
 	}
 
-	seeds, err := p.copySeeds()
+	seeds, err := p.copySeeds(c)
 	if err != nil {
 		return err
 	}
@@ -149,16 +162,16 @@ func (p *pipeline) extract(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p.path(sourceName), append(data, '\n'))
+	return writeFileAtomic(c.path(sourceName), append(data, '\n'))
 }
 
-// copyClipFrames links or copies the frames of the clip folder into
-// RUN/frames, keeping their names.
-func (p *pipeline) copyClipFrames() (int, error) {
+// copyClipFrames links or copies the frames of the clip folder into the
+// frames folder of c, keeping their names.
+func (p *pipeline) copyClipFrames(c *runClip) (int, error) {
 	if !p.options.Extract.Size.IsZero() {
-		return 0, fmt.Errorf("--resize applies to --video only: resize the frames of %q beforehand", p.options.Data)
+		return 0, fmt.Errorf("--resize applies to --video only: resize the frames of %q beforehand", c.data)
 	}
-	framesDir, _, err := ClipFolders(p.options.Data)
+	framesDir, _, err := ClipFolders(c.data)
 	if err != nil {
 		return 0, err
 	}
@@ -167,28 +180,29 @@ func (p *pipeline) copyClipFrames() (int, error) {
 		return 0, err
 	}
 
-	frames, err := newStagedFolder(p.path("frames"))
+	frames, err := newStagedFolder(c.path("frames"))
 	if err != nil {
 		return 0, err
 	}
 	defer frames.abort()
+	progress := p.progress(c)
 	for i, f := range clip.Frames {
 		if err := linkOrCopy(f.Path, frames.path(f.Name)); err != nil {
 			return 0, err
 		}
-		p.progress(StageExtract, i+1, len(clip.Frames))
+		progress(StageExtract, i+1, len(clip.Frames))
 	}
 	return len(clip.Frames), frames.commit()
 }
 
-// copySeeds copies the selected seed masks into RUN/seeds and returns
-// their frame numbers.
-func (p *pipeline) copySeeds() ([]int, error) {
-	files, err := selectSeedFiles(p.seedSource())
+// copySeeds copies the selected seed masks of c into its seeds folder and
+// returns their frame numbers.
+func (p *pipeline) copySeeds(c *runClip) ([]int, error) {
+	files, err := selectSeedFiles(p.seedSource(c))
 	if err != nil {
 		return nil, err
 	}
-	seeds, err := newStagedFolder(p.path("seeds"))
+	seeds, err := newStagedFolder(c.path("seeds"))
 	if err != nil {
 		return nil, err
 	}
@@ -217,8 +231,8 @@ func copyFile(src, dst string) error {
 	return nil
 }
 
-func (p *pipeline) propagate(ctx context.Context) error {
-	frames, seeds, err := RunFolders(p.options.Out)
+func (p *pipeline) propagate(ctx context.Context, c *runClip) error {
+	frames, seeds, err := RunFolders(c.dir)
 	if err != nil {
 		return err
 	}
@@ -226,33 +240,40 @@ func (p *pipeline) propagate(ctx context.Context) error {
 	// Propagate.KeepFlows is set.
 	options := p.options.Propagate
 	options.KeepFlows = true
-	options.Progress = p.progress
-	_, err = Propagate(ctx, frames, SeedSource{Dir: seeds}, p.options.Out, options)
+	options.Progress = p.progress(c)
+	_, err = Propagate(ctx, frames, SeedSource{Dir: seeds}, c.dir, options)
 	return err
 }
 
-func (p *pipeline) filter(ctx context.Context) error {
+func (p *pipeline) filter(ctx context.Context, c *runClip) error {
 	options := p.options.Filter
-	options.Progress = p.progress
-	if _, err := Filter(ctx, p.options.Out, options); err != nil {
+	options.Progress = p.progress(c)
+	if _, err := Filter(ctx, c.dir, options); err != nil {
 		return err
 	}
 	if p.options.Propagate.KeepFlows {
 		return nil
 	}
-	if err := os.RemoveAll(p.path("flows")); err != nil {
+	if err := os.RemoveAll(c.path("flows")); err != nil {
 		return fmt.Errorf("remove the optical flows after filtering: %w", err)
 	}
 	return nil
 }
 
-// train trains on RUN/filtered. It resumes from RUN/checkpoints/last when
-// the last training run that started here had the same fingerprint, and
-// otherwise removes the earlier checkpoints and history first.
+// train trains on the filtered pseudo-labels of every clip. It resumes
+// from RUN/checkpoints/last when the last training run that started here
+// had the same fingerprint, and otherwise removes the earlier checkpoints
+// and history first.
 func (p *pipeline) train(ctx context.Context) error {
 	o := p.options.Train
-	o.Data = p.path("filtered")
 	o.Out = p.options.Out
+	if p.multiClip() {
+		for _, c := range p.clips {
+			o.Clips = append(o.Clips, c.path("filtered"))
+		}
+	} else {
+		o.Data = p.path("filtered")
+	}
 
 	last := p.path(checkpointsDir, lastName)
 	record := p.log.Stages[StageTrain]
@@ -276,56 +297,63 @@ func (p *pipeline) train(ctx context.Context) error {
 		}
 	}
 
+	progress := p.progress(nil)
 	o.Progress = func(t TrainProgress) {
-		p.progress(StageTrain, (t.Epoch-1)*t.Steps+t.Step, t.Epochs*t.Steps)
+		progress(StageTrain, (t.Epoch-1)*t.Steps+t.Step, t.Epochs*t.Steps)
 	}
 	_, err := Train(ctx, o)
 	return err
 }
 
-func (p *pipeline) export(ctx context.Context) error {
-	source, err := p.readSource()
-	if err != nil {
-		return err
+// export writes RUN/model.onnx with the data and the seeds of every clip
+// in its provenance.
+func (p *pipeline) export() error {
+	o := p.options
+	provenance := map[string]any{"version": o.Version, "data": o.Data}
+	if o.Video != "" {
+		provenance["data"] = o.Video
 	}
-	provenance := map[string]any{"seeds": source.Seeds, "version": p.options.Version}
-	if source.Video != "" {
-		provenance["data"] = source.Video
+	seeds := map[string][]int{}
+	for _, c := range p.clips {
+		source, err := readRunSource(c.dir)
+		if err != nil {
+			return err
+		}
+		seeds[c.name] = source.Seeds
+	}
+	if p.multiClip() {
+		provenance["seeds"] = seeds
 	} else {
-		provenance["data"] = source.Data
+		provenance["seeds"] = seeds[""]
 	}
 	return Export(ExportOptions{
 		Checkpoint: p.path(checkpointsDir, bestName),
 		Out:        p.path(modelName),
-		Threshold:  p.options.Threshold,
+		Threshold:  o.Threshold,
 		Provenance: provenance,
 	})
 }
 
-// render runs the student on every frame: RUN/overlay.mp4 and the masks
-// in RUN/student/masks, which the eval stage scores.
-func (p *pipeline) render(ctx context.Context) error {
-	source, err := p.readSource()
+// render runs the student on every frame of c: the overlay.mp4 and the
+// student/masks folder of c, which the eval stage scores.
+func (p *pipeline) render(ctx context.Context, c *runClip) error {
+	source, err := readRunSource(c.dir)
 	if err != nil {
 		return err
 	}
 	_, err = Render(ctx, RenderOptions{
 		Model:          p.path(modelName),
-		Frames:         p.path("frames"),
+		Frames:         c.path("frames"),
 		FrameRate:      source.FrameRate,
-		Out:            p.path(overlayName),
-		MasksDir:       p.path(masksFolderName),
+		Out:            c.path(overlayName),
+		MasksDir:       c.path(masksFolderName),
 		RuntimeLibrary: p.options.RuntimeLibrary,
 		Device:         p.options.Device,
 		Threads:        p.options.Train.Threads,
 		Overlay:        segment.DefaultOverlayOptions,
-		Progress:       p.progress,
+		Progress:       p.progress(c),
 	})
 	return err
-}
-
-func (p *pipeline) readSource() (*runSource, error) {
-	return readRunSource(p.options.Out)
 }
 
 func readRunSource(run string) (*runSource, error) {
@@ -344,7 +372,8 @@ func readRunSource(run string) (*runSource, error) {
 }
 
 // RunFrameRate returns the frame rate, in frames per second, of the frames
-// of a run folder that RunPipeline wrote.
+// of a run folder that RunPipeline wrote, or of one clip's folder
+// RUN/clips/<clip> in a run on a root of clips.
 func RunFrameRate(run string) (float64, error) {
 	source, err := readRunSource(run)
 	if err != nil {
@@ -353,23 +382,21 @@ func RunFrameRate(run string) (float64, error) {
 	return source.FrameRate, nil
 }
 
-// groundTruth returns the folder of ground-truth masks, or "" for none.
-func (p *pipeline) groundTruth() (string, error) {
-	o := p.options
-	switch {
-	case o.NoGT:
-		return "", nil
-	case o.GT != "":
-		if !isFolder(o.GT) {
-			return "", fmt.Errorf("--gt %q is not a folder: pass the folder of ground-truth masks", o.GT)
-		}
-		return o.GT, nil
-	case o.Data != "":
-		masks := filepath.Join(o.Data, "masks")
-		if !isFolder(masks) {
-			return "", nil
-		}
-		return masks, nil
+// RunClips returns the clip folders of a run folder that RunPipeline wrote
+// for a root of clips, RUN/clips/<clip> in name order, and nil for a run
+// on a single clip or video.
+func RunClips(run string) ([]string, error) {
+	dir := filepath.Join(run, clipsFolder)
+	if !isFolder(dir) {
+		return nil, nil
 	}
-	return "", nil
+	names, err := clipsBelow(dir, "frames")
+	if err != nil {
+		return nil, err
+	}
+	clips := make([]string, len(names))
+	for i, name := range names {
+		clips[i] = filepath.Join(dir, name)
+	}
+	return clips, nil
 }

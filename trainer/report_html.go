@@ -30,13 +30,24 @@ type thumbnail struct {
 
 // htmlReport is the data of the report template.
 type htmlReport struct {
-	Report     *Report
-	Figures    []string
-	Best       []thumbnail
-	Worst      []thumbnail
-	Spread     []thumbnail
+	Report *Report
+	// Figures are the training figures.
+	Figures []string
+	Clips   []*htmlClip
+	// MultiClip is set for a run on a root of clips.
+	MultiClip  bool
 	HasGT      bool
 	StageNames []string
+}
+
+// htmlClip is the part of the report about one clip.
+type htmlClip struct {
+	Report  ClipReport
+	Figures []string
+	Best    []thumbnail
+	Worst   []thumbnail
+	Spread  []thumbnail
+	HasGT   bool
 }
 
 func (p *pipeline) writeHTMLReport(report *Report, in *reportInputs) error {
@@ -46,19 +57,28 @@ func (p *pipeline) writeHTMLReport(report *Report, in *reportInputs) error {
 	}
 	defer folder.abort()
 
-	data := &htmlReport{Report: report, HasGT: in.evaluation.Student != nil}
-	figures, err := p.writeFigures(folder, in)
-	if err != nil {
+	data := &htmlReport{Report: report, MultiClip: p.multiClip(), HasGT: report.Student.MeanDice != nil}
+	if data.Figures, err = writeFigures(folder, trainingFigures(in.history)); err != nil {
 		return err
 	}
-	data.Figures = figures
-	if err := p.writeThumbnails(folder, in, data); err != nil {
-		return err
+	for i, c := range in.clips {
+		clip := &htmlClip{HasGT: c.evaluation.Student != nil}
+		if data.MultiClip {
+			clip.Report = report.Clips[i]
+		} else {
+			clip.Report = summariseClip(c, in.history)
+		}
+		if clip.Figures, err = writeFigures(folder, clipFigures(c)); err != nil {
+			return err
+		}
+		if err := writeThumbnails(folder, c, clip); err != nil {
+			return err
+		}
+		data.Clips = append(data.Clips, clip)
 	}
-	for _, stage := range []string{StageExtract, StagePropagate, StageFilter, StageTrain, StageExport,
-		StageRender, StageEval} {
-		if _, ok := report.Seconds[stage]; ok {
-			data.StageNames = append(data.StageNames, stage)
+	for _, key := range p.stageKeys() {
+		if _, ok := report.Seconds[key]; ok {
+			data.StageNames = append(data.StageNames, key)
 		}
 	}
 
@@ -72,21 +92,56 @@ func (p *pipeline) writeHTMLReport(report *Report, in *reportInputs) error {
 	return writeFileAtomic(p.path("report.html"), page.Bytes())
 }
 
-// writeFigures writes the plots and returns their paths relative to the run.
-func (p *pipeline) writeFigures(folder *stagedFolder, in *reportInputs) ([]string, error) {
-	type named struct {
-		name string
-		make func() (figure, error)
+// stageKeys returns the names of the stages in stages.json in the order
+// in which RunPipeline runs them.
+func (p *pipeline) stageKeys() []string {
+	var keys []string
+	for _, c := range p.clips {
+		for _, stage := range []string{StageExtract, StagePropagate, StageFilter} {
+			keys = append(keys, stageKey(c, stage))
+		}
 	}
-	figures := []named{
-		{"loss.png", func() (figure, error) { return lossFigure(in.history) }},
-		{"dice.png", func() (figure, error) { return diceFigure(in.history) }},
-		{"consistency.png", func() (figure, error) { return consistencyFigure(in.filter) }},
+	keys = append(keys, StageTrain, StageExport)
+	for _, stage := range []string{StageRender, StageEval} {
+		for _, c := range p.clips {
+			keys = append(keys, stageKey(c, stage))
+		}
 	}
-	if in.evaluation.Student != nil {
-		figures = append(figures, named{"accuracy.png", func() (figure, error) { return accuracyFigure(in.evaluation) }})
-	}
+	return keys
+}
 
+// namedFigure is a figure of the report and its file name in RUN/report/.
+type namedFigure struct {
+	name string
+	make func() (figure, error)
+}
+
+func trainingFigures(h *TrainHistory) []namedFigure {
+	return []namedFigure{
+		{"loss.png", func() (figure, error) { return lossFigure(h) }},
+		{"dice.png", func() (figure, error) { return diceFigure(h) }},
+	}
+}
+
+// clipFigures returns the figures of one clip, whose names and titles
+// carry the clip's name under a root of clips.
+func clipFigures(c *clipInputs) []namedFigure {
+	suffix, title := "", ""
+	if name := c.clip.name; name != "" {
+		suffix, title = "_"+name, ", clip "+name
+	}
+	figures := []namedFigure{
+		{"consistency" + suffix + ".png", func() (figure, error) { return consistencyFigure(c.filter, title) }},
+	}
+	if c.evaluation.Student != nil {
+		figures = append(figures, namedFigure{"accuracy" + suffix + ".png",
+			func() (figure, error) { return accuracyFigure(c.evaluation, title) }})
+	}
+	return figures
+}
+
+// writeFigures writes the figures and returns their paths relative to the run.
+func writeFigures(folder *stagedFolder, figures []namedFigure) ([]string, error) {
 	var paths []string
 	for _, f := range figures {
 		fig, err := f.make()
@@ -106,11 +161,12 @@ func (p *pipeline) writeFigures(folder *stagedFolder, in *reportInputs) ([]strin
 }
 
 // writeThumbnails draws the student's mask (green) and, with ground
-// truth, the ground-truth contour (red) on the best and worst frames by
-// the student's Dice among those with a lesion, or on frames spread over
-// the clip without ground truth.
-func (p *pipeline) writeThumbnails(folder *stagedFolder, in *reportInputs, data *htmlReport) error {
-	clip, err := OpenClip(p.path("frames"))
+// truth, the ground-truth contour (red) on the best and worst frames of a
+// clip by the student's Dice among those with a lesion, or on frames
+// spread over the clip without ground truth.
+func writeThumbnails(folder *stagedFolder, in *clipInputs, data *htmlClip) error {
+	c := in.clip
+	clip, err := OpenClip(c.path("frames"))
 	if err != nil {
 		return err
 	}
@@ -118,7 +174,10 @@ func (p *pipeline) writeThumbnails(folder *stagedFolder, in *reportInputs, data 
 	if err != nil {
 		return err
 	}
-	t := &thumbnailer{clip: clip, folder: folder, run: p.options.Out}
+	t := &thumbnailer{clip: clip, folder: folder, masks: c.path(masksFolderName), prefix: "thumb_"}
+	if c.name != "" {
+		t.prefix += c.name + "_"
+	}
 	defer t.close()
 
 	// Contours 2 pixels wide after the reduction to thumbnailWidth.
@@ -194,9 +253,12 @@ func framesWithLesion(scores []FrameScore, gtDir string) ([]FrameScore, error) {
 
 // thumbnailer draws overlay thumbnails of the run's frames.
 type thumbnailer struct {
-	clip    *Clip
-	folder  *stagedFolder
-	run     string
+	clip   *Clip
+	folder *stagedFolder
+	// masks is the folder of the student's masks.
+	masks string
+	// prefix starts the file name of every thumbnail.
+	prefix  string
 	student *segment.Overlay
 	gt      *segment.Overlay
 	frame   codec.Frame
@@ -225,7 +287,7 @@ func (t *thumbnailer) writeIndex(index int, gtPath, caption string) (thumbnail, 
 	if err := codec.ReadPNG(t.clip.Frames[index].Path, &t.frame); err != nil {
 		return thumbnail{}, err
 	}
-	mask, err := codec.ReadGray(filepath.Join(t.run, masksFolderName, name))
+	mask, err := codec.ReadGray(filepath.Join(t.masks, name))
 	if err != nil {
 		return thumbnail{}, err
 	}
@@ -246,7 +308,7 @@ func (t *thumbnailer) writeIndex(index int, gtPath, caption string) (thumbnail, 
 	if err := resizeFrame(&t.frame, &t.small, thumbnailWidth, max(height, 1)); err != nil {
 		return thumbnail{}, err
 	}
-	file := "thumb_" + name
+	file := t.prefix + name
 	if err := codec.WritePNG(t.folder.path(file), &t.small); err != nil {
 		return thumbnail{}, err
 	}
@@ -284,7 +346,29 @@ figure { margin: 0; } figcaption { font-size: 0.85em; text-align: center; }
 </head>
 <body>
 <h1>medvseg run report</h1>
-<p>Run <code>{{.Report.Run}}</code>, written {{.Report.Created.Format "2006-01-02 15:04:05 UTC"}}.
+{{if .MultiClip}}<p>Run <code>{{.Report.Run}}</code>, written {{.Report.Created.Format "2006-01-02 15:04:05 UTC"}}.
+{{len .Clips}} clips from <code>{{.Report.Source.Data}}</code>, {{.Report.Source.Frames}} frames in all.
+Each clip was propagated and filtered on its own; one student was trained on the filtered pseudo-labels of all clips.
+Outputs: <a href="model.onnx">model.onnx</a>, <a href="report.json">report.json</a>, and an overlay video per clip.</p>
+
+<h2>Summary</h2>
+<table>
+<tr><th>clip</th><th>frames</th><th>seeds</th><th>filtered</th><th>trained / validation</th>
+<th>pseudo-label Dice</th><th>filtered Dice</th><th>student Dice</th><th>student IoU</th><th>overlay</th></tr>
+{{range .Clips}}{{with .Report}}<tr><td>{{.Name}}</td><td>{{.Source.Frames}}</td>
+<td>{{range $i, $s := .Source.Seeds}}{{if $i}}, {{end}}{{$s}}{{end}}</td>
+<td>{{.Filtered.Kept}} kept, {{.Filtered.Dropped}} dropped</td><td>{{.TrainFrames}} / {{.ValidationFrames}}</td>
+<td>{{score .Propagation.MeanDice}}</td><td>{{score .Filtered.MeanDice}}</td>
+<td>{{score .Student.MeanDice}}</td><td>{{score .Student.MeanIoU}}</td><td><a href="{{.Overlay}}">overlay.mp4</a></td></tr>
+{{end}}{{end}}{{with .Report}}<tr><th>all clips, pooled</th><th>{{.Source.Frames}}</th><th></th>
+<th>{{.Filtered.Kept}} kept, {{.Filtered.Dropped}} dropped</th><th>{{.Training.TrainFrames}} / {{.Training.ValidationFrames}}</th>
+<th>{{score .Propagation.MeanDice}}</th><th>{{score .Filtered.MeanDice}}</th>
+<th>{{score .Student.MeanDice}}</th><th>{{score .Student.MeanIoU}}</th><th></th></tr>{{end}}
+</table>
+<p class="note">{{if .HasGT}}Scores are against each clip's ground truth on the frames that are not seeds: {{.Report.Student.GTFrames}} frames in all.
+The pooled row averages over every scored frame of every clip, so a long clip weighs more than a short one;
+the filtered column covers only the kept frames.{{else}}No ground truth was given, so there are no scores.{{end}}</p>
+{{else}}{{with index .Clips 0}}<p>Run <code>{{$.Report.Run}}</code>, written {{$.Report.Created.Format "2006-01-02 15:04:05 UTC"}}.
 Frames from <code>{{if .Report.Source.Video}}{{.Report.Source.Video}}{{else}}{{.Report.Source.Data}}{{end}}</code>:
 {{.Report.Source.Frames}} frames. Seed frames: {{range $i, $s := .Report.Source.Seeds}}{{if $i}}, {{end}}{{$s}}{{end}}.
 Outputs: <a href="model.onnx">model.onnx</a>, <a href="overlay.mp4">overlay.mp4</a>, <a href="report.json">report.json</a>.</p>
@@ -292,32 +376,36 @@ Outputs: <a href="model.onnx">model.onnx</a>, <a href="overlay.mp4">overlay.mp4<
 <h2>Summary</h2>
 <table>
 <tr><th></th><th>frames</th><th>mean Dice</th><th>mean IoU</th><th>mean boundary F</th></tr>
-<tr><td>pseudo-labels</td><td>{{.Report.Propagation.Frames}} ({{.Report.Propagation.EmptyFrames}} empty)</td>
-<td>{{score .Report.Propagation.MeanDice}}</td><td>{{score .Report.Propagation.MeanIoU}}</td><td>{{score .Report.Propagation.BoundaryF}}</td></tr>
-<tr><td>filtered pseudo-labels</td><td>{{.Report.Filtered.Kept}} kept, {{.Report.Filtered.Dropped}} dropped</td>
-<td>{{score .Report.Filtered.MeanDice}}</td><td>{{score .Report.Filtered.MeanIoU}}</td><td>{{score .Report.Filtered.BoundaryF}}</td></tr>
-<tr><td>student</td><td>{{.Report.Source.Frames}}</td>
-<td>{{score .Report.Student.MeanDice}}</td><td>{{score .Report.Student.MeanIoU}}</td><td>{{score .Report.Student.BoundaryF}}</td></tr>
+{{with $.Report}}<tr><td>pseudo-labels</td><td>{{.Propagation.Frames}} ({{.Propagation.EmptyFrames}} empty)</td>
+<td>{{score .Propagation.MeanDice}}</td><td>{{score .Propagation.MeanIoU}}</td><td>{{score .Propagation.BoundaryF}}</td></tr>
+<tr><td>filtered pseudo-labels</td><td>{{.Filtered.Kept}} kept, {{.Filtered.Dropped}} dropped</td>
+<td>{{score .Filtered.MeanDice}}</td><td>{{score .Filtered.MeanIoU}}</td><td>{{score .Filtered.BoundaryF}}</td></tr>
+<tr><td>student</td><td>{{.Source.Frames}}</td>
+<td>{{score .Student.MeanDice}}</td><td>{{score .Student.MeanIoU}}</td><td>{{score .Student.BoundaryF}}</td></tr>{{end}}
 </table>
-<p class="note">{{if .HasGT}}Scores are against the ground truth in <code>{{.Report.GT}}</code> on {{.Report.Student.GTFrames}} frames that are not seeds;
+<p class="note">{{if $.HasGT}}Scores are against the ground truth in <code>{{$.Report.GT}}</code> on {{$.Report.Student.GTFrames}} frames that are not seeds;
 the filtered row covers only the kept frames among them.{{else}}No ground truth was given, so there are no scores.{{end}}</p>
-
+{{end}}{{end}}
 <h2>Training</h2>
-{{with .Report.Training}}<p>{{.Epochs}} epochs on {{.TrainFrames}} filtered frames.
+{{with .Report.Training}}<p>{{.Epochs}} epochs on {{.TrainFrames}} filtered frames{{if $.MultiClip}} of all clips{{end}}.
 {{if .ValidationFrames}}Validation on {{.ValidationFrames}} held-out pseudo-labels; best epoch {{.BestEpoch}} with validation Dice {{printf "%.3f" .BestValidationDice}}.
 {{else}}No frames were held out for validation, so the best epoch, {{.BestEpoch}}, is the one with the highest training Dice ({{printf "%.3f" .BestValidationDice}}).{{end}}
 The model is the checkpoint of the best epoch.</p>{{end}}
 {{range .Figures}}<img class="figure" src="{{.}}" alt="{{.}}">
 {{end}}
-
-<h2>Overlay thumbnails</h2>
+{{range .Clips}}
+{{if $.MultiClip}}<h2>Clip {{.Report.Name}}</h2>
+<p>Frames in <code>{{.Report.Dir}}</code>, overlay <a href="{{.Report.Overlay}}">{{.Report.Overlay}}</a>.</p>{{else}}<h2>Propagation and accuracy</h2>{{end}}
+{{range .Figures}}<img class="figure" src="{{.}}" alt="{{.}}">
+{{end}}
+<h3>Overlay thumbnails</h3>
 <p class="note">Green: the student's mask.{{if .HasGT}} Red: the ground-truth contour.{{end}}</p>
 {{if .Best}}<h3>Best frames by student Dice, among frames with a lesion</h3>
 <div class="strip">{{range .Best}}<figure><img src="{{.File}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>{{end}}
 {{if .Worst}}<h3>Worst frames by student Dice, among frames with a lesion</h3>
 <div class="strip">{{range .Worst}}<figure><img src="{{.File}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>{{end}}
 {{if .Spread}}<div class="strip">{{range .Spread}}<figure><img src="{{.File}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>{{end}}</div>{{end}}
-
+{{end}}
 <h2>Stages</h2>
 <table><tr><th>stage</th><th>duration when last run</th></tr>
 {{range .StageNames}}<tr><td>{{.}}</td><td>{{seconds (index $.Report.Seconds .)}}</td></tr>

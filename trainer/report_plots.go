@@ -157,9 +157,10 @@ func diceFigure(h *TrainHistory) (figure, error) {
 }
 
 // consistencyFigure plots the warp IoU of every frame, kept, dropped and
-// seed frames apart, with the filter's threshold.
-func consistencyFigure(r *FilterReport) (figure, error) {
-	f := newFigure("Propagation consistency per frame", "frame number", "warp IoU")
+// seed frames apart, with the filter's threshold. The title ends with
+// titleSuffix.
+func consistencyFigure(r *FilterReport, titleSuffix string) (figure, error) {
+	f := newFigure("Propagation consistency per frame"+titleSuffix, "frame number", "warp IoU")
 	var kept, dropped, seeds plotter.XYs
 	for _, d := range r.Frames {
 		xy := plotter.XY{X: float64(d.Number), Y: d.IoU}
@@ -192,9 +193,10 @@ func consistencyFigure(r *FilterReport) (figure, error) {
 }
 
 // accuracyFigure plots the Dice of every ground-truth frame for the
-// pseudo-labels, the filtered pseudo-labels and the student.
-func accuracyFigure(e *RunEvaluation) (figure, error) {
-	f := newFigure("Dice per ground-truth frame (seed frames left out)", "frame number", "Dice")
+// pseudo-labels, the filtered pseudo-labels and the student. The title
+// ends with titleSuffix.
+func accuracyFigure(e *RunEvaluation, titleSuffix string) (figure, error) {
+	f := newFigure("Dice per ground-truth frame (seed frames left out)"+titleSuffix, "frame number", "Dice")
 	scores := func(ev *Evaluation) plotter.XYs {
 		var xys plotter.XYs
 		if ev == nil {

@@ -27,6 +27,9 @@ type TrainOptions struct {
 	// Data is DIR with DIR/frames/NAME.png and DIR/masks/NAME.png, or ROOT
 	// with several ROOT/<clip>/frames and ROOT/<clip>/masks.
 	Data string
+	// Clips, when set, are the clip folders to train on, each with frames/
+	// and masks/, in place of Data.
+	Clips []string
 	// Out is the run folder: checkpoints go to Out/checkpoints/{best,last},
 	// the per-epoch history to Out/train_history.json.
 	Out string
@@ -100,11 +103,21 @@ type EpochResult struct {
 
 // TrainHistory is the content of Out/train_history.json.
 type TrainHistory struct {
-	TrainFrames      int           `json:"train_frames"`
-	ValidationFrames int           `json:"validation_frames"`
-	BestEpoch        int           `json:"best_epoch"`
-	BestDice         float64       `json:"best_dice"`
-	Epochs           []EpochResult `json:"epochs"`
+	TrainFrames      int `json:"train_frames"`
+	ValidationFrames int `json:"validation_frames"`
+	// Clips are the frame counts of each clip folder trained on.
+	Clips     []ClipSplit   `json:"clips,omitempty"`
+	BestEpoch int           `json:"best_epoch"`
+	BestDice  float64       `json:"best_dice"`
+	Epochs    []EpochResult `json:"epochs"`
+}
+
+// ClipSplit is how many frames of one clip folder went to training and
+// how many to validation.
+type ClipSplit struct {
+	Data             string `json:"data"`
+	TrainFrames      int    `json:"train_frames"`
+	ValidationFrames int    `json:"validation_frames"`
 }
 
 // CheckpointMeta is the run metadata in every checkpoint that Train writes:
@@ -132,7 +145,7 @@ const (
 	historyName    = "train_history.json"
 )
 
-// Train trains the U-Net on o.Data and writes checkpoints and history to
+// Train trains the U-Net on o.Data or o.Clips and writes checkpoints and history to
 // o.Out. It returns the history. Cancelling ctx stops it between steps, and
 // the run can then continue from the last finished epoch with o.Resume.
 //
@@ -143,7 +156,7 @@ func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 		return nil, err
 	}
 
-	train, validation, err := loadTrainingData(o)
+	train, validation, clips, err := loadTrainingData(o)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +174,8 @@ func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 
 	state.History.TrainFrames = len(train)
 	state.History.ValidationFrames = len(validation)
-	log.Info().Str("data", o.Data).Int("train_frames", len(train)).Int("validation_frames", len(validation)).
+	state.History.Clips = clips
+	log.Info().Str("data", o.Data).Strs("clips", o.Clips).Int("train_frames", len(train)).Int("validation_frames", len(validation)).
 		Int("input_size", o.InputSize).Ints("channels", model.Channels()).Int("first_epoch", state.Epoch+1).
 		Int("epochs", o.Epochs).Uint64("random_seed", o.RandomSeed).Msg("train")
 
@@ -188,7 +202,7 @@ func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 
 func (o TrainOptions) validate() error {
 	switch {
-	case o.Data == "":
+	case o.Data == "" && len(o.Clips) == 0:
 		return errors.New("no training data: set --data to DIR with DIR/frames and DIR/masks")
 	case o.Out == "":
 		return errors.New("no run folder: set --out")
@@ -225,22 +239,25 @@ func (o TrainOptions) channels() []int {
 	return o.Channels
 }
 
-func loadTrainingData(o TrainOptions) (train, validation []trainSample, err error) {
-	clips, err := trainingClips(o.Data)
-	if err != nil {
-		return nil, nil, err
+func loadTrainingData(o TrainOptions) (train, validation []trainSample, splits []ClipSplit, err error) {
+	clips := o.Clips
+	if len(clips) == 0 {
+		if clips, err = trainingClips(o.Data); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 
 	for _, dir := range clips {
 		samples, err := loadTrainingClip(dir, o.InputSize)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		t, v := splitValidation(samples, o.ValFraction)
 		train = append(train, t...)
 		validation = append(validation, v...)
+		splits = append(splits, ClipSplit{Data: dir, TrainFrames: len(t), ValidationFrames: len(v)})
 	}
-	return train, validation, nil
+	return train, validation, splits, nil
 }
 
 // openModel builds a new model, or with o.Resume loads Out/checkpoints/last

@@ -33,7 +33,13 @@ over each frame.
 With --run RUN it redoes the render stage of medvseg train-offline: the
 model RUN/model.onnx on the frames RUN/frames, at the frame rate in
 RUN/source.json, to RUN/overlay.mp4 and RUN/student/masks/. Flags given
-with --run replace those defaults.`,
+with --run replace those defaults.
+
+For a run of train-offline on a root of clips, --run RUN renders every
+clip: RUN/clips/<clip>/frames to RUN/clips/<clip>/overlay.mp4 and
+RUN/clips/<clip>/student/masks/. Only --model, --device and --threads
+apply then; to render one clip elsewhere, pass --model RUN/model.onnx
+--frames RUN/clips/<clip>/frames -o FILE.`,
 		Example: "  medvseg render --run run1\n" +
 			"  medvseg render --model run1/model.onnx --video clip.mp4 -o overlay.mp4",
 		Args: cobra.NoArgs,
@@ -64,6 +70,13 @@ func runRender(ctx context.Context, global *globalOptions, o renderOptions) erro
 	defer stop()
 
 	if o.run != "" {
+		clips, err := trainer.RunClips(o.run)
+		if err != nil {
+			return err
+		}
+		if len(clips) > 0 {
+			return renderClips(ctx, global, o, clips)
+		}
 		if err := runDefaults(&o); err != nil {
 			return err
 		}
@@ -83,6 +96,35 @@ func runRender(ctx context.Context, global *globalOptions, o renderOptions) erro
 	o.Progress = progress.update
 	_, err = trainer.Render(ctx, o.RenderOptions)
 	return err
+}
+
+// renderClips renders every clip of a run of train-offline on a root of
+// clips with the run's model, or o.Model when set.
+func renderClips(ctx context.Context, global *globalOptions, o renderOptions, clips []string) error {
+	if o.Video != "" || o.Frames != "" || o.Out != "" || o.MasksDir != "" || o.FrameRate != 0 {
+		return fmt.Errorf("--run %q has one folder per clip, so --video, --frames, -o, --masks-dir and --fps do not apply; "+
+			"to render one clip elsewhere, pass --model %s --frames %s -o FILE",
+			o.run, filepath.Join(o.run, "model.onnx"), filepath.Join(clips[0], "frames"))
+	}
+	if o.Model == "" {
+		o.Model = filepath.Join(o.run, "model.onnx")
+	}
+	for _, clip := range clips {
+		clipOptions := o
+		clipOptions.run = ""
+		clipOptions.Frames = filepath.Join(clip, "frames")
+		clipOptions.Out = filepath.Join(clip, "overlay.mp4")
+		clipOptions.MasksDir = filepath.Join(clip, "student", "masks")
+		rate, err := trainer.RunFrameRate(clip)
+		if err != nil {
+			return fmt.Errorf("--run %q: %w", o.run, err)
+		}
+		clipOptions.FrameRate = rate
+		if err := runRender(ctx, global, clipOptions); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runDefaults fills the options that --run implies and flags left empty.

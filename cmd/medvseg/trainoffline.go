@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 
 	"github.com/rs/zerolog/log"
@@ -42,7 +43,7 @@ func newTrainOfflineCommand(global *globalOptions) *cobra.Command {
 	o.channels = joinInts(unet.DefaultChannels)
 
 	cmd := &cobra.Command{
-		Use:   "train-offline (--video VIDEO --seeds DIR | --data CLIP --seed-frames N) --out RUN",
+		Use:   "train-offline (--video VIDEO --seeds DIR | --data CLIP|ROOT --seed-frames N) --out RUN",
 		Short: "Train a student model from a video and a few seed masks, with a report and an overlay video",
 		Long: `train-offline runs the whole offline pipeline into the run folder RUN:
 
@@ -66,13 +67,27 @@ and the masks of every other frame serve as ground truth unless --gt or
 --no-gt is given. Seed frames are left out of every score, so the scores
 are on frames whose hand-drawn mask no stage has seen.
 
+--data ROOT, a folder of clip folders ROOT/<clip>/{frames,masks}, trains
+one student on all of them. Each clip is extracted, propagated and
+filtered on its own, so optical flow never crosses from one clip into
+another, and its files go to RUN/clips/<clip>/ (frames, seeds, pseudo,
+filtered, source.json) instead of RUN/. The filtered pseudo-labels of all
+clips are pooled for one training run, and RUN/checkpoints, RUN/model.onnx
+and the report stay at the top of RUN. Render and eval write each clip's
+RUN/clips/<clip>/overlay.mp4, student/masks/ and eval.json; there is no
+RUN/overlay.mp4. --seed-frames applies to every clip, numbered as in its
+masks/; --seeds and --gt then name folders with one subfolder per clip,
+DIR/<clip>/. The report gives each clip's scores and the scores pooled
+over every frame of every clip.
+
 Rerunning with the same --out resumes: RUN/stages.json records a
-fingerprint of each stage's inputs and options, a stage whose fingerprint
-matches is skipped, and an interrupted training continues from
-RUN/checkpoints/last. A changed input or option reruns its stage and every
-stage after it.`,
+fingerprint of each stage's inputs and options (per clip for the per-clip
+stages), a stage whose fingerprint matches is skipped, and an interrupted
+training continues from RUN/checkpoints/last. A changed input or option
+reruns its stage and every stage after it.`,
 		Example: "  medvseg train-offline --video clip.mp4 --seeds seeds/ --out run1\n" +
-			"  medvseg train-offline --data data/seq01 --seed-frames 1 --out run2 --epochs 10 --input-size 128",
+			"  medvseg train-offline --data data/seq01 --seed-frames 1 --out run2 --epochs 10 --input-size 128\n" +
+			"  medvseg train-offline --data data --seed-frames 1 --out run3",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTrainOffline(cmd.Context(), global, o)
@@ -81,11 +96,11 @@ stage after it.`,
 
 	f := cmd.Flags()
 	f.StringVar(&o.Video, "video", "", "video to train on; its frames are extracted to RUN/frames")
-	f.StringVar(&o.Data, "data", "", "clip folder with frames/ and masks/ to train on, instead of --video")
+	f.StringVar(&o.Data, "data", "", "clip folder with frames/ and masks/, or a root of clip folders, to train on instead of --video")
 	f.StringVarP(&o.Out, "out", "o", "", "run folder; rerun with the same folder to resume (required)")
-	f.StringVar(&o.Seeds, "seeds", "", "folder of seed masks (PNG, 0/255, named by frame number); with --data, default CLIP/masks")
-	f.StringVar(&o.seedFrames, "seed-frames", "", "comma-separated frame numbers to take seeds for, for example 1,40 (default: every mask of the seed folder)")
-	f.StringVar(&o.GT, "gt", "", "folder of ground-truth masks named by frame number (with --data, default CLIP/masks)")
+	f.StringVar(&o.Seeds, "seeds", "", "folder of seed masks (PNG, 0/255, named by frame number), one subfolder per clip under a root; with --data, default each clip's masks/")
+	f.StringVar(&o.seedFrames, "seed-frames", "", "comma-separated frame numbers to take seeds for, in every clip, for example 1,40 (default: every mask of the seed folder)")
+	f.StringVar(&o.GT, "gt", "", "folder of ground-truth masks named by frame number, one subfolder per clip under a root (with --data, default each clip's masks/)")
 	f.BoolVar(&o.NoGT, "no-gt", false, "score nothing, even when --data has masks")
 	f.Float64Var(&o.Extract.FPS, "fps", 0, "frame rate to sample --video at, in frames per second (default: the video's own; 25 for --data)")
 	f.StringVar(&o.resize, "resize", "", "frame size WxH in pixels to extract --video at (default: the video's own)")
@@ -149,6 +164,12 @@ func runTrainOffline(ctx context.Context, global *globalOptions, o trainOfflineO
 		return err
 	}
 
+	for _, clip := range result.Report.Clips {
+		if dice := clip.Student.MeanDice; dice != nil {
+			log.Info().Str("clip", clip.Name).Float64("student_dice", *dice).Int("gt_frames", clip.Student.GTFrames).
+				Str("overlay", filepath.Join(o.Out, clip.Overlay)).Msg("clip scored")
+		}
+	}
 	event := log.Info().Str("out", o.Out).Int("kept", result.Report.Filtered.Kept).
 		Int("best_epoch", result.Report.Training.BestEpoch)
 	if dice := result.Report.Student.MeanDice; dice != nil {
