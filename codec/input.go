@@ -90,6 +90,8 @@ func resolveInput(url, format string) (string, string) {
 		return strings.TrimPrefix(url, lavfiPrefix), "lavfi"
 	}
 	if format == "" && strings.HasPrefix(url, "/dev/video") {
+		// NOTE: the tests have no capture device, so the v4l2 path past
+		// the open errors has not run.
 		return url, "v4l2"
 	}
 	return url, format

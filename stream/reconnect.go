@@ -144,6 +144,8 @@ func NewReconnector(ctx context.Context, open OpenFunc, options ReconnectorOptio
 			err, ErrSizeUnknown)
 	}
 
+	// NOTE: a consumer that sets up an encoder from Info keeps this rate
+	// even when the source comes up at another one.
 	r.info = codec.Info{URL: r.display, Width: r.size.Width, Height: r.size.Height, FrameRate: options.FrameRate}
 	r.frameTime = time.Duration(float64(time.Second) / r.info.FrameRate)
 	r.outageStart = time.Now()

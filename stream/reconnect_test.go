@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,6 +197,40 @@ func TestReconnectorSenderRestarts(t *testing.T) {
 	if err := reader.err; !errors.Is(err, context.Canceled) {
 		t.Errorf("read error after cancel = %v, want context.Canceled", err)
 	}
+}
+
+func TestReconnectorRejectsSizeChange(t *testing.T) {
+	// Every open after the first ignores the requested size, as a device
+	// might, so every reopen fails on its first frame.
+	opens := 0
+	open := func(ctx context.Context, size codec.Size) (Source, error) {
+		opens++
+		graph := "lavfi:testsrc2=size=160x120:rate=25:duration=0.4"
+		if opens > 1 {
+			graph = "lavfi:testsrc2=size=320x240:rate=25"
+		}
+		return codec.OpenContext(ctx, graph, codec.ReaderOptions{})
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	r, err := NewReconnector(ctx, open, withURL(fastRetry, "lavfi:testsrc2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	reader := startReading(r)
+	defer reader.stop(cancel)
+	waitStatus(t, r, "a frame size error", func(s SourceStatus) bool {
+		return strings.Contains(s.LastError, "frame size changed from 160x120 to 320x240")
+	})
+
+	frames := reader.stop(cancel)
+	if len(frames) != 10 {
+		t.Errorf("frames = %d, want the 10 of the first open", len(frames))
+	}
+	checkTimeline(t, frames, 160, 120)
 }
 
 // withURL returns options with URL set.
