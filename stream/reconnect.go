@@ -140,8 +140,7 @@ func NewReconnector(ctx context.Context, open OpenFunc, options ReconnectorOptio
 		return nil, err
 	}
 	if options.Size.IsZero() {
-		return nil, fmt.Errorf("%w: %w; give the frame size to start before the input is available",
-			err, ErrSizeUnknown)
+		return nil, fmt.Errorf("%w: %w", err, ErrSizeUnknown)
 	}
 
 	// NOTE: a consumer that sets up an encoder from Info keeps this rate
