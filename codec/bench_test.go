@@ -69,3 +69,25 @@ func BenchmarkEncode(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOpenLavfi reports the time from open to the first frame of a
+// live lavfi input: the part of a reconnect that is not backoff.
+func BenchmarkOpenLavfi(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("%dx%d", size.width, size.height), func(b *testing.B) {
+			url := fmt.Sprintf("lavfi:testsrc2=size=%dx%d:rate=30", size.width, size.height)
+			frame := codec.NewFrame(size.width, size.height)
+
+			for b.Loop() {
+				r, err := codec.Open(url, codec.ReaderOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := r.Read(frame); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}
