@@ -36,7 +36,15 @@ type serveOptions struct {
 	size         string
 	codec        string
 	bitRate      int
+
+	token    string
+	insecure bool
+	stamp    bool
 }
+
+// tokenEnv is the environment variable --token defaults to, so the token
+// need not appear in the process list.
+const tokenEnv = "MEDVSEG_TOKEN"
 
 func newServeCommand(global *globalOptions) *cobra.Command {
 	var o serveOptions
@@ -73,6 +81,21 @@ starts at 0.25 s and doubles up to 4 s, with random jitter. Frames keep the
 size of the first open. If the input cannot be opened at start, serve starts
 anyway when --size is given and keeps retrying; without --size it exits.
 
+Several viewers may watch at once. Each has its own send queue, so a viewer
+that stalls or leaves loses frames on its own, and one that joins gets a
+keyframe at once.
+
+Security: on a loopback --listen address only this machine can connect. Any
+other address requires --token (or $MEDVSEG_TOKEN), which signalling, the
+JSON API and /metrics then need as "Authorization: Bearer TOKEN"; viewers
+open http://HOST:PORT/#token=TOKEN. --insecure serves without a token.
+
+Monitoring: GET /healthz returns 200 while the input delivers frames and 503
+while it connects or reconnects; GET /metrics exposes frame, drop, viewer,
+source and latency figures in the Prometheus text format. With --stamp, each
+frame carries its number in a row of black and white cells in the top left
+corner; the page reads it back and shows glass-to-glass latency p50 and p95.
+
 It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 		Example: "  medvseg serve\n" +
 			"  medvseg serve --input clip.mp4 --loop --model run/model.onnx --listen 127.0.0.1:8080\n" +
@@ -99,6 +122,11 @@ It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 		"lets serve start before a live input is available")
 	f.StringVar(&o.codec, "codec", codec.CodecVP8, "video codec sent to browsers: vp8 (libvpx) or h264 (libx264)")
 	f.IntVar(&o.bitRate, "bitrate", 2_000_000, "target video bit rate in bits per second")
+	f.StringVar(&o.token, "token", "", "bearer token that signalling, the API and /metrics require "+
+		"(default: $"+tokenEnv+"); viewers open http://HOST:PORT/#token=TOKEN")
+	f.BoolVar(&o.insecure, "insecure", false, "allow --listen on an address other than loopback without --token")
+	f.BoolVar(&o.stamp, "stamp", false, "draw each frame's number in the top left corner so the page can measure "+
+		"glass-to-glass latency")
 
 	return cmd
 }
@@ -107,16 +135,24 @@ func runServe(global *globalOptions, o serveOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	if o.token == "" {
+		// Read here, not as the flag's default, so --help never prints it.
+		o.token = os.Getenv(tokenEnv)
+	}
+	loopback, err := checkListen(o)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	pacer, err := openServeInput(ctx, o)
+	input, err := openServeInput(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer pacer.Close()
-	info := pacer.Info()
+	defer input.Close()
+	info := input.Info()
 
 	segmenter, threshold, closeModel, err := loadServeModel(global, o, info)
 	if err != nil {
@@ -130,12 +166,13 @@ func runServe(global *globalOptions, o serveOptions) error {
 	}
 	defer processor.Close()
 
-	sink, err := web.NewVideoSink(o.codec, info.Width, info.Height, info.FrameRate, o.bitRate, log.Logger)
+	sink, err := web.NewVideoSink(o.codec, info.Width, info.Height, info.FrameRate, o.bitRate,
+		web.SinkOptions{Stamp: o.stamp}, log.Logger)
 	if err != nil {
 		return err
 	}
 
-	server, listener, err := listenServe(o.listen, sink, processor)
+	server, listener, err := listenServe(o, loopback, sink, processor, input)
 	if err != nil {
 		sink.Close(err)
 		return err
@@ -147,7 +184,7 @@ func runServe(global *globalOptions, o serveOptions) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		err := processor.Run(ctx, pacer, sink)
+		err := processor.Run(ctx, input, sink)
 		if err == nil && ctx.Err() == nil {
 			log.Info().Str("input", info.URL).Msg("input ended; stopping")
 			return errInputEnded
@@ -301,23 +338,45 @@ func writeColourRule(width, height int) (string, func(), error) {
 	return path, cleanup, nil
 }
 
+// checkListen reports whether --listen is a loopback address, and rejects
+// any other address without a token unless --insecure is given.
+func checkListen(o serveOptions) (bool, error) {
+	loopback, err := isLoopback(o.listen)
+	if err != nil {
+		return false, err
+	}
+	if !loopback && o.token == "" && !o.insecure {
+		return false, fmt.Errorf("--listen %s accepts connections from other machines: give a bearer token "+
+			"with --token (or $%s), or --insecure to serve without one", o.listen, tokenEnv)
+	}
+	if !loopback && o.token == "" {
+		log.Warn().Str("listen", o.listen).Msg("serving without a token on an address other than loopback (--insecure)")
+	}
+	return loopback, nil
+}
+
 // listenServe binds the HTTP address and prepares the web server. WebRTC is
 // restricted to loopback when the address is a loopback one.
-func listenServe(address string, sink *web.VideoSink, processor *stream.LiveProcessor) (*web.Server, net.Listener, error) {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return nil, nil, fmt.Errorf("invalid --listen %q: use host:port, for example 127.0.0.1:8080", address)
-	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-
-	server, err := web.NewServer(web.Config{Sink: sink, Controls: processor, LoopbackOnly: loopback, Logger: log.Logger})
+func listenServe(o serveOptions, loopback bool, sink *web.VideoSink, processor *stream.LiveProcessor,
+	source stream.SourceStatuser) (*web.Server, net.Listener, error) {
+	server, err := web.NewServer(web.Config{Sink: sink, Controls: processor, Source: source, Token: o.token,
+		LoopbackOnly: loopback, Logger: log.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	listener, err := net.Listen("tcp", address)
+	listener, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %q: %w; choose a free port with --listen", address, err)
+		return nil, nil, fmt.Errorf("listen on %q: %w; choose a free port with --listen", o.listen, err)
 	}
 	return server, listener, nil
+}
+
+// isLoopback reports whether a host:port address is a loopback one.
+func isLoopback(address string) (bool, error) {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false, fmt.Errorf("invalid --listen %q: use host:port, for example 127.0.0.1:8080", address)
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback()), nil
 }
