@@ -66,10 +66,33 @@ func servePipeline(t testing.TB, options synth.Options, sinkOptions SinkOptions,
 	edits ...func(*Config)) (string, *synth.Scene) {
 	t.Helper()
 
+	scene, err := synth.NewScene(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	source := synth.NewSource(scene)
+	newPacer := func(ctx context.Context) (stream.Source, error) {
+		return stream.NewPacer(ctx, func() (stream.Source, error) {
+			source.Rewind()
+			return source, nil
+		}, true)
+	}
+	url := serveSource(t, newPacer, options.Width, options.Height, options.FPS, sinkOptions, edits...)
+	return url, scene
+}
+
+// serveSource runs the live loop with the colour-rule network on the
+// source that newSource makes, and serves it on an ephemeral loopback port.
+// A source that reports its status gets it shown on the page. It returns
+// the page URL; the loop and server stop at cleanup.
+func serveSource(t testing.TB, newSource func(context.Context) (stream.Source, error), width, height int,
+	fps float64, sinkOptions SinkOptions, edits ...func(*Config)) string {
+	t.Helper()
+
 	if err := segment.InitRuntime(segment.LibraryPath("")); err != nil {
 		t.Fatalf("%v (make test sets %s)", err, segment.LibraryEnv)
 	}
-	rule, err := onnx.ColourRule(options.Width, options.Height)
+	rule, err := onnx.ColourRule(width, height)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,22 +106,27 @@ func servePipeline(t testing.TB, options synth.Options, sinkOptions SinkOptions,
 	}
 	t.Cleanup(func() { model.Close() })
 
-	scene, err := synth.NewScene(options)
-	if err != nil {
-		t.Fatal(err)
-	}
 	processor, err := stream.NewLiveProcessor(stream.NewModelSegmenter(model), stream.Options{KeyframeInterval: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { processor.Close() })
 
-	sink, err := NewVideoSink(codec.CodecVP8, options.Width, options.Height, options.FPS, 1_000_000, sinkOptions,
-		zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	source, err := newSource(ctx)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+
+	sink, err := NewVideoSink(codec.CodecVP8, width, height, fps, 1_000_000, sinkOptions, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	config := Config{Sink: sink, Controls: processor, LoopbackOnly: true, Logger: zerolog.Nop()}
+	if status, ok := source.(stream.SourceStatuser); ok {
+		config.Source = status
+	}
 	for _, edit := range edits {
 		edit(&config)
 	}
@@ -111,19 +139,9 @@ func servePipeline(t testing.TB, options synth.Options, sinkOptions SinkOptions,
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	source := synth.NewSource(scene)
-	pacer, err := stream.NewPacer(ctx, func() (stream.Source, error) {
-		source.Rewind()
-		return source, nil
-	}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	loopDone := make(chan error, 1)
 	serveDone := make(chan error, 1)
-	go func() { loopDone <- processor.Run(ctx, pacer, sink) }()
+	go func() { loopDone <- processor.Run(ctx, source, sink) }()
 	go func() { serveDone <- server.Serve(ctx, listener) }()
 	t.Cleanup(func() {
 		cancel()
@@ -133,9 +151,12 @@ func servePipeline(t testing.TB, options synth.Options, sinkOptions SinkOptions,
 		if err := <-serveDone; err != nil {
 			t.Errorf("web server: %v", err)
 		}
+		if closer, ok := source.(interface{ Close() error }); ok {
+			closer.Close()
+		}
 	})
 
-	return "http://" + listener.Addr().String() + "/", scene
+	return "http://" + listener.Addr().String() + "/"
 }
 
 // startBrowser starts headless chromium with a fresh profile and the flags

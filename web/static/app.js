@@ -162,7 +162,7 @@ function showSource(source) {
   label.className = source.state;
   let text = "";
   if (source.state === "reconnecting") {
-    text = `retry in ${source.next_attempt_s.toFixed(1)} s`;
+    text = source.next_attempt_s ? `retry in ${source.next_attempt_s.toFixed(1)} s` : "retrying now";
     if (source.last_error) text += `: ${source.last_error}`;
   }
   if (source.reconnects > 0) text += ` (${source.reconnects} reconnects)`;
