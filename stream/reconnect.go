@@ -195,15 +195,9 @@ func (r *Reconnector) Read(f *codec.Frame) error {
 			return nil
 		}
 
-		if ctxErr := r.ctx.Err(); ctxErr != nil {
-			r.end(ctxErr)
-			return ctxErr
-		}
-
 		err = r.redact(err)
-		if isPermanent(err) {
-			r.end(err)
-			return err
+		if final := r.stopOn(err); final != nil {
+			return final
 		}
 
 		r.disconnect()
@@ -326,14 +320,9 @@ func (r *Reconnector) reopen() error {
 			return nil
 		}
 
-		if ctxErr := r.ctx.Err(); ctxErr != nil {
-			r.end(ctxErr)
-			return ctxErr
-		}
 		err = r.redact(err)
-		if isPermanent(err) {
-			r.end(err)
-			return err
+		if final := r.stopOn(err); final != nil {
+			return final
 		}
 		r.fail(err)
 	}
@@ -394,6 +383,21 @@ func (r *Reconnector) end(err error) {
 }
 
 // redact removes the credentials of the input URL from err's message.
+// stopOn ends the source when its context is done or err is permanent,
+// and returns the error for the caller; it returns nil when a reopen should
+// follow.
+func (r *Reconnector) stopOn(err error) error {
+	if ctxErr := r.ctx.Err(); ctxErr != nil {
+		r.end(ctxErr)
+		return ctxErr
+	}
+	if isPermanent(err) {
+		r.end(err)
+		return err
+	}
+	return nil
+}
+
 func (r *Reconnector) redact(err error) error {
 	if r.url == r.display || !strings.Contains(err.Error(), r.url) {
 		return err
