@@ -116,5 +116,5 @@ func (m *metrics) observeFrame(times *stream.Timestamps, sent time.Time) {
 }
 
 func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorLog: nil})
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
