@@ -58,7 +58,7 @@ func (p *pipeline) stageFingerprint(stage string, c *runClip) (string, error) {
 		t := o.Train
 		parts = map[string]any{"batch_size": t.BatchSize, "epochs": t.Epochs, "input_size": t.InputSize,
 			"channels": t.channels(), "learning_rate": t.LearningRate, "weight_decay": t.WeightDecay,
-			"val_fraction": t.ValFraction, "loss": t.Loss, "random_seed": t.RandomSeed}
+			"val_fraction": t.ValFraction, "validation": "near-seeds", "loss": t.Loss, "random_seed": t.RandomSeed}
 	case StageExport:
 		previous = p.fingerprint
 		parts = map[string]any{"threshold": o.Threshold}
@@ -267,6 +267,7 @@ func (p *pipeline) filter(ctx context.Context, c *runClip) error {
 func (p *pipeline) train(ctx context.Context) error {
 	o := p.options.Train
 	o.Out = p.options.Out
+	o.ValidateNearSeeds = true
 	if p.multiClip() {
 		for _, c := range p.clips {
 			o.Clips = append(o.Clips, c.path("filtered"))

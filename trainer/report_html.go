@@ -388,7 +388,7 @@ the filtered row covers only the kept frames among them.{{else}}No ground truth 
 {{end}}{{end}}
 <h2>Training</h2>
 {{with .Report.Training}}<p>{{.Epochs}} epochs on {{.TrainFrames}} filtered frames{{if $.MultiClip}} of all clips{{end}}.
-{{if .ValidationFrames}}Validation on {{.ValidationFrames}} held-out pseudo-labels; best epoch {{.BestEpoch}} with validation Dice {{printf "%.3f" .BestValidationDice}}.
+{{if .ValidationFrames}}Validation on {{.ValidationFrames}} held-out pseudo-labels, those of the frames nearest a seed frame, where propagation has drifted least; best epoch {{.BestEpoch}} with validation Dice {{printf "%.3f" .BestValidationDice}}.
 {{else}}No frames were held out for validation, so the best epoch, {{.BestEpoch}}, is the one with the highest training Dice ({{printf "%.3f" .BestValidationDice}}).{{end}}
 The model is the checkpoint of the best epoch.</p>{{end}}
 {{range .Figures}}<img class="figure" src="{{.}}" alt="{{.}}">

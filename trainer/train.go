@@ -54,7 +54,12 @@ type TrainOptions struct {
 	// held out from training for validation; 0 trains on all frames and
 	// picks the best checkpoint by training Dice.
 	ValFraction float64
-	Loss        unet.LossWeights
+	// ValidateNearSeeds holds out, in a clip folder that Filter wrote, the
+	// frames nearest a seed frame instead of those at the end
+	// (splitNearSeeds). RunPipeline sets it. Folders without filter.json
+	// keep the end block.
+	ValidateNearSeeds bool
+	Loss              unet.LossWeights
 	// RandomSeed sets weight initialisation, shuffling and augmentation, so
 	// the same seed and data give the same losses.
 	RandomSeed uint64
@@ -252,12 +257,32 @@ func loadTrainingData(o TrainOptions) (train, validation []trainSample, splits [
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		t, v := splitValidation(samples, o.ValFraction)
+		t, v, err := splitClip(dir, samples, o)
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		train = append(train, t...)
 		validation = append(validation, v...)
 		splits = append(splits, ClipSplit{Data: dir, TrainFrames: len(t), ValidationFrames: len(v)})
 	}
 	return train, validation, splits, nil
+}
+
+// splitClip splits the frames of one clip folder into training and
+// validation frames.
+func splitClip(dir string, samples []trainSample, o TrainOptions) (train, validation []trainSample, err error) {
+	if o.ValidateNearSeeds {
+		distances, err := seedDistances(dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		if distances != nil {
+			train, validation = splitNearSeeds(samples, o.ValFraction, distances)
+			return train, validation, nil
+		}
+	}
+	train, validation = splitValidation(samples, o.ValFraction)
+	return train, validation, nil
 }
 
 // openModel builds a new model, or with o.Resume loads Out/checkpoints/last

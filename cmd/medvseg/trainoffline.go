@@ -119,7 +119,7 @@ reruns its stage and every stage after it.`,
 	f.StringVar(&o.channels, "channels", o.channels, "encoder channels per level, comma-separated")
 	f.Float64Var(&o.Train.LearningRate, "lr", o.Train.LearningRate, "peak AdamW learning rate")
 	f.Float64Var(&o.Train.ValFraction, "val-fraction", o.Train.ValFraction,
-		"fraction of the filtered frames, from the clip's end, held out for validation")
+		"fraction of each clip's filtered frames held out for validation, those nearest a seed frame; the model is the epoch with the highest Dice on them")
 	f.IntVar(&o.Train.Threads, "threads", o.Train.Threads,
 		"CPU threads of libtorch and of ONNX Runtime (the default is this machine's CPU count)")
 	f.Uint64Var(&o.Train.RandomSeed, "random-seed", o.Train.RandomSeed,
