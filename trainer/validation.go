@@ -53,12 +53,12 @@ func splitNearSeeds(clip []trainSample, fraction float64, distances map[string]i
 
 	heldOut := int(math.Ceil(float64(len(clip)) * fraction))
 	heldOut = min(max(heldOut, 1), len(clip)-1, len(candidates))
-	held := map[int]bool{}
+	isHeldOut := map[int]bool{}
 	for _, i := range candidates[:heldOut] {
-		held[i] = true
+		isHeldOut[i] = true
 	}
 	for i, s := range clip {
-		if held[i] {
+		if isHeldOut[i] {
 			validation = append(validation, s)
 		} else {
 			train = append(train, s)
