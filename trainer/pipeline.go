@@ -189,7 +189,12 @@ func newPipeline(o PipelineOptions) (*pipeline, error) {
 	p := &pipeline{options: o, clips: clips, result: &PipelineResult{}}
 	// A clip without a seed mask fails the run before any clip's stages.
 	for _, c := range clips {
-		if _, err := selectSeedFiles(p.seedSource(c)); err != nil {
+		_, err := selectSeedFiles(p.seedSource(c))
+		if err != nil && c.name != "" && o.Seeds == "" {
+			return nil, fmt.Errorf("clip %q: %w; --seed-frames applies to every clip, so for clips numbered differently give --seeds DIR with the seed masks of each clip in DIR/<clip>/",
+				c.name, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

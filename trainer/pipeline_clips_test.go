@@ -207,7 +207,7 @@ func TestPipelineRootBadInput(t *testing.T) {
 			if err := os.Remove(filepath.Join(root, "b", "masks", "0001.png")); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"no seed mask for frame 1", filepath.Join("b", "masks")}},
+		}, []string{`clip "b"`, "no seed mask for frame 1", filepath.Join("b", "masks"), "DIR/<clip>/"}},
 		{"clip without masks", func(t *testing.T, root string, o *PipelineOptions) {
 			if err := os.RemoveAll(filepath.Join(root, "a", "masks")); err != nil {
 				t.Fatal(err)
