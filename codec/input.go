@@ -98,9 +98,11 @@ func resolveInput(url, format string) (string, string) {
 }
 
 // RedactURL returns input with the user name and password of a URL
-// removed, for logs and status pages. Other inputs are returned unchanged.
+// removed, and the values of query parameters whose names suggest a secret
+// (pass, key, token, secret, auth, sig) replaced, for logs and status pages.
+// Other inputs are returned unchanged.
 //
-// NOTE: secrets passed in the query string, such as srt's passphrase, are
+// NOTE: a secret in a query parameter of another name, or in the path, is
 // not removed.
 func RedactURL(input string) string {
 	if !strings.Contains(input, "://") {
@@ -110,6 +112,7 @@ func RedactURL(input string) string {
 	parsed, err := url.Parse(input)
 	if err == nil {
 		parsed.User = nil
+		parsed.RawQuery = redactQuery(parsed.RawQuery)
 		return parsed.String()
 	}
 
@@ -121,5 +124,47 @@ func RedactURL(input string) string {
 	if at := strings.LastIndex(beforeQuery, "@"); at >= 0 {
 		rest = rest[at+1:]
 	}
+	if path, query, found := strings.Cut(rest, "?"); found {
+		rest = path + "?" + redactQuery(query)
+	}
 	return scheme + "://" + rest
+}
+
+// secretQueryWords mark query parameter names whose values RedactURL hides.
+var secretQueryWords = []string{"pass", "key", "token", "secret", "auth", "sig"}
+
+// redactQuery replaces the values of secret-looking parameters of a raw
+// query, keeping the order and spelling of everything else.
+func redactQuery(query string) string {
+	if query == "" {
+		return query
+	}
+	parts := strings.Split(query, "&")
+	for i, part := range parts {
+		name, _, found := strings.Cut(part, "=")
+		lower := strings.ToLower(name)
+		for _, word := range secretQueryWords {
+			if found && strings.Contains(lower, word) {
+				parts[i] = name + "=REDACTED"
+				break
+			}
+		}
+	}
+	return strings.Join(parts, "&")
+}
+
+// PaceLavfi returns a lavfi input whose frames arrive at the graph's own
+// rate, as ffmpeg's -re makes them, by appending the realtime filter: a
+// lavfi source otherwise makes frames as fast as it can. Other inputs, and
+// graphs with labels, several chains or a realtime filter already, are
+// returned unchanged.
+func PaceLavfi(input, format string) string {
+	if ClassifyInput(input, format) != InputLavfi {
+		return input
+	}
+	graph := strings.TrimPrefix(input, lavfiPrefix)
+	if strings.ContainsAny(graph, ";[") || strings.Contains(graph, "realtime") {
+		return input
+	}
+	return input + ",realtime"
 }

@@ -47,10 +47,29 @@ func TestRedactURL(t *testing.T) {
 		{"rtsp://user:pa%zz@10.0.0.5/stream", "rtsp://10.0.0.5/stream"},
 		{"/dev/video0", "/dev/video0"},
 		{"lavfi:testsrc2=size=640x480", "lavfi:testsrc2=size=640x480"},
+		{"http://127.0.0.1/live.ts?api_key=K1&x=1", "http://127.0.0.1/live.ts?api_key=REDACTED&x=1"},
+		{"srt://127.0.0.1:9000?mode=caller&passphrase=abcdefghij", "srt://127.0.0.1:9000?mode=caller&passphrase=REDACTED"},
+		{"rtsp://u:p%zz@10.0.0.5/s?token=T", "rtsp://10.0.0.5/s?token=REDACTED"},
 	}
 	for _, c := range cases {
 		if got := codec.RedactURL(c.in); got != c.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestPaceLavfi(t *testing.T) {
+	cases := []struct{ input, format, want string }{
+		{"lavfi:testsrc2=size=640x480:rate=30", "", "lavfi:testsrc2=size=640x480:rate=30,realtime"},
+		{"testsrc2=rate=30,format=gray", "lavfi", "testsrc2=rate=30,format=gray,realtime"},
+		{"lavfi:testsrc2,realtime", "", "lavfi:testsrc2,realtime"},
+		{"lavfi:testsrc2[a];[a]null", "", "lavfi:testsrc2[a];[a]null"},
+		{"udp://127.0.0.1:5004", "mpegts", "udp://127.0.0.1:5004"},
+		{"clip.mp4", "", "clip.mp4"},
+	}
+	for _, c := range cases {
+		if got := codec.PaceLavfi(c.input, c.format); got != c.want {
+			t.Errorf("PaceLavfi(%q, %q) = %q, want %q", c.input, c.format, got, c.want)
 		}
 	}
 }

@@ -24,6 +24,9 @@ var (
 	// ErrInvalidOption is an input format or demuxer option that FFmpeg
 	// does not know or rejects. Reopening the input does not help.
 	ErrInvalidOption = errors.New("invalid input option")
+	// ErrInvalidGraph is a lavfi graph that FFmpeg cannot build. Reopening
+	// the input does not help.
+	ErrInvalidGraph = errors.New("invalid lavfi graph")
 )
 
 // ReaderOptions selects the input and what the Reader does to each frame.
@@ -341,8 +344,8 @@ func openError(url string, err error, kind InputKind, mp4 bool) error {
 	case kind == InputNetwork:
 		return fmt.Errorf("open stream %q: %w; check the URL, and that the sender is running", url, err)
 	case kind == InputLavfi:
-		return fmt.Errorf("open lavfi graph %q: %w; check the graph with `ffmpeg -f lavfi -i '%s'`",
-			url, err, url)
+		return fmt.Errorf("open lavfi graph %q: %w (%w); check the graph with `ffmpeg -f lavfi -i '%s'`",
+			url, ErrInvalidGraph, err, url)
 	}
 
 	switch {

@@ -25,6 +25,11 @@ const liveRingCapacity = 3
 // summarises: about 10 s at 30 fps.
 const liveLatencyWindow = 300
 
+// MaxKeyframeInterval is the largest keyframe interval: about 8 s at 30 fps.
+// Flow carries a mask that long only on a still scene, and a larger value
+// would leave the model idle for good.
+const MaxKeyframeInterval = 250
+
 // LiveSettings are the settings of a LiveProcessor that may change while it
 // runs. Each frame uses the settings in effect when its processing starts.
 type LiveSettings struct {
@@ -47,8 +52,9 @@ func (s LiveSettings) Validate() error {
 	if !(s.Threshold > 0 && s.Threshold < 1) {
 		return fmt.Errorf("invalid threshold %v: use a probability between 0 and 1", s.Threshold)
 	}
-	if s.KeyframeInterval < 1 {
-		return fmt.Errorf("invalid keyframe interval %d: use 1 (every frame) or more", s.KeyframeInterval)
+	if s.KeyframeInterval < 1 || s.KeyframeInterval > MaxKeyframeInterval {
+		return fmt.Errorf("invalid keyframe interval %d: use 1 (every frame) to %d", s.KeyframeInterval,
+			MaxKeyframeInterval)
 	}
 	return nil
 }
@@ -194,8 +200,10 @@ func (p *LiveProcessor) SetSettings(s LiveSettings) error {
 	return nil
 }
 
-// Stats returns counters, rates and recent latencies.
+// Stats returns counters, rates and recent latencies. The rates fall to
+// zero while no frames arrive, as when the source is reconnecting.
 func (p *LiveProcessor) Stats() LiveStats {
+	p.updateRates()
 	s := LiveStats{
 		InputFrames:  p.input.Load(),
 		OutputFrames: p.output.Load(),

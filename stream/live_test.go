@@ -182,7 +182,7 @@ func TestLiveCarriesResultForward(t *testing.T) {
 	const frames, landAfter = 14, 5
 	src := newShiftingSource(frames, true)
 	segmenter := &squareSegmenter{release: make(chan struct{})}
-	p := newTestLiveProcessor(t, segmenter, 1000)
+	p := newTestLiveProcessor(t, segmenter, MaxKeyframeInterval)
 	// A solid overlay would mislead the flow if the loop kept the drawn
 	// frame, not the captured one, as the previous frame.
 	settings := p.Settings()

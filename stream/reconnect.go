@@ -95,6 +95,7 @@ type Reconnector struct {
 	connected   time.Time // when the current connection delivered its first frame
 	outageStart time.Time // when the current outage began, zero while playing
 	attempts    int       // failed opens in the current outage
+	played      bool      // a frame was delivered at least once
 	lastMessage string    // the last logged error, to spot repeats
 
 	status statusTracker
@@ -283,6 +284,7 @@ func (r *Reconnector) playing() {
 	r.outageStart = time.Time{}
 	r.attempts = 0
 	r.lastMessage = ""
+	r.played = true
 	r.status.set(SourcePlaying, func(s *SourceStatus) { s.NextAttempt = time.Time{} })
 }
 
@@ -313,8 +315,12 @@ func (r *Reconnector) reopen() error {
 		src, err := r.open(r.ctx, r.size)
 		if err == nil {
 			r.connect(src)
+			// An input that was down at start has not reconnected when
+			// it first comes up.
 			r.status.set(SourceReconnecting, func(s *SourceStatus) {
-				s.Reconnects++
+				if r.played {
+					s.Reconnects++
+				}
 				s.NextAttempt = time.Time{}
 			})
 			return nil
@@ -382,7 +388,6 @@ func (r *Reconnector) end(err error) {
 	}
 }
 
-// redact removes the credentials of the input URL from err's message.
 // stopOn ends the source when its context is done or err is permanent,
 // and returns the error for the caller; it returns nil when a reopen should
 // follow.
@@ -398,6 +403,7 @@ func (r *Reconnector) stopOn(err error) error {
 	return nil
 }
 
+// redact removes the credentials of the input URL from err's message.
 func (r *Reconnector) redact(err error) error {
 	if r.url == r.display || !strings.Contains(err.Error(), r.url) {
 		return err
@@ -417,7 +423,8 @@ func (e *redactedError) Unwrap() error { return e.err }
 // isPermanent reports whether err is an input error that reopening with
 // the same options cannot fix.
 func isPermanent(err error) bool {
-	return errors.Is(err, codec.ErrInvalidOption) || errors.Is(err, codec.ErrUnsupportedCodec)
+	return errors.Is(err, codec.ErrInvalidOption) || errors.Is(err, codec.ErrInvalidGraph) ||
+		errors.Is(err, codec.ErrUnsupportedCodec)
 }
 
 // statusTracker holds a SourceStatus for concurrent readers.

@@ -2,7 +2,9 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -33,7 +35,7 @@ type statsResponse struct {
 
 // sourceResponse is the input's condition in /api/stats and /healthz.
 type sourceResponse struct {
-	URL         string  `json:"url"`
+	URL         string  `json:"url,omitempty"`
 	State       string  `json:"state"`
 	ForSeconds  float64 `json:"for_s"`
 	LastError   string  `json:"last_error,omitempty"`
@@ -114,8 +116,14 @@ type healthResponse struct {
 // handleHealth returns 200 while the source delivers frames (or has no
 // status to report) and 503 while it connects, reconnects or has ended, so
 // a monitor sees a stalled input even though the server itself is up.
+//
+// /healthz needs no token, so with one set it leaves out the input's URL
+// and error text, which may name a camera's address or a key.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	source := newSourceResponse(s.config.Source)
+	if source != nil && s.config.Token != "" {
+		source.URL, source.LastError = "", ""
+	}
 	if source != nil && source.State != string(stream.SourcePlaying) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -140,7 +148,16 @@ func (s *Server) handleSetSettings(w http.ResponseWriter, r *http.Request) {
 	var m settingsMessage
 	decoder := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSettingsBytes))
 	decoder.DisallowUnknownFields()
-	if err := decoder.Decode(&m); err != nil {
+	err := decoder.Decode(&m)
+	if errors.Is(err, io.EOF) {
+		http.Error(w, `missing JSON body: send the settings to change, for example {"opacity": 0.5}`,
+			http.StatusBadRequest)
+		return
+	}
+	if err == nil && decoder.More() {
+		err = errors.New("data after the JSON object")
+	}
+	if err != nil {
 		http.Error(w, fmt.Sprintf("invalid settings JSON: %v", err), http.StatusBadRequest)
 		return
 	}

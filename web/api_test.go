@@ -156,3 +156,45 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 }
+
+func TestSettingsRejectsBadBodies(t *testing.T) {
+	_, httpServer := newTestServer(t)
+	for name, c := range map[string]struct{ body, want string }{
+		"empty body":         {"", "missing JSON body"},
+		"trailing data":      {`{"opacity": 0.5} garbage`, "data after the JSON object"},
+		"two objects":        {`{"opacity": 0.5}{"opacity": 0.6}`, "data after the JSON object"},
+		"interval too large": {`{"keyframe_interval": 100000000000}`, "invalid keyframe interval"},
+		"interval above max": {`{"keyframe_interval": 251}`, "use 1 (every frame) to 250"},
+	} {
+		resp, body := request(t, http.MethodPost, httpServer.URL+"/api/settings", "application/json", c.body)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d (%q), expected 400", name, resp.StatusCode, body)
+		}
+		if !strings.Contains(body, c.want) {
+			t.Errorf("%s: message %q, expected it to contain %q", name, body, c.want)
+		}
+	}
+}
+
+func TestHealthHidesSourceWithToken(t *testing.T) {
+	source := &settableSource{}
+	source.set(stream.SourceStatus{URL: "http://127.0.0.1/live.ts?api_key=REDACTED", State: stream.SourceReconnecting,
+		LastError: "open stream: connection refused"})
+	_, httpServer := newTestServer(t, func(c *Config) {
+		c.Source = source
+		c.Token = "a-token-of-sixteen-chars"
+	})
+
+	resp, body := request(t, http.MethodGet, httpServer.URL+"/healthz", "", "")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("healthz while reconnecting: status %d, expected 503", resp.StatusCode)
+	}
+	if !strings.Contains(body, `"state":"reconnecting"`) {
+		t.Errorf("healthz %q, expected the state", body)
+	}
+	for _, secret := range []string{"live.ts", "connection refused"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("healthz %q shows %q without a token", body, secret)
+		}
+	}
+}

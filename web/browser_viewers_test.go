@@ -119,3 +119,34 @@ func TestBrowserShowsGlassToGlassLatency(t *testing.T) {
 		`fetch("/api/stats").then(r => r.json()).then(s => (s.latency_ms.displayed || {}).count > 0)`, 15*time.Second)
 	screenshot(t, tab)
 }
+
+func TestBrowserReconnectsAfterServerCloses(t *testing.T) {
+	options := synth.Options{Width: 320, Height: 240, Frames: 250, FPS: 25, RandomSeed: 1}
+	url, _ := servePipeline(t, options, SinkOptions{})
+	ctx := startBrowser(t)
+
+	tab, closeTab := openTab(t, ctx, url)
+	defer closeTab()
+	waitFor(t, tab, "connected", `document.getElementById("state").textContent === "connected"`, 30*time.Second)
+	first := evaluate[string](t, tab, `resource`)
+
+	// The server ends the viewer's session, as a restart would.
+	req, err := http.NewRequest(http.MethodDelete, strings.TrimSuffix(url, "/")+first, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE %s: status %d, expected 200", first, resp.StatusCode)
+	}
+
+	waitFor(t, tab, "a new session", `resource !== null && resource !== "`+first+`"`, 40*time.Second)
+	waitFor(t, tab, "connected again", `document.getElementById("state").textContent === "connected"`,
+		30*time.Second)
+	before := evaluate[int](t, tab, framesShown)
+	waitFor(t, tab, "decoding after reconnecting", framesShown+" >= "+itoa(before+25), 30*time.Second)
+}

@@ -27,7 +27,7 @@ type metrics struct {
 	viewersJoined prometheus.Counter
 }
 
-func newMetrics(config Config, viewers func() int) *metrics {
+func newMetrics(config Config, viewers, peers func() int) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		stageLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -76,6 +76,10 @@ func newMetrics(config Config, viewers func() int) *metrics {
 			func(s stream.LiveStats) uint64 { return s.Dropped }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "medvseg_viewers", Help: "Connected viewers."},
 			func() float64 { return float64(viewers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "medvseg_peer_connections",
+			Help: "Open peer connections, connected or still connecting.",
+		}, func() float64 { return float64(peers()) }),
 	)
 
 	if config.Source != nil {

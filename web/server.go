@@ -26,6 +26,11 @@ var staticFiles embed.FS
 // offers for one video track are a few kilobytes.
 const DefaultMaxOfferBytes = 64 << 10
 
+// DefaultMaxPeers is the default limit on open peer connections. Each
+// viewer costs an encoder's output of bandwidth and a writer goroutine, and
+// the limit keeps offers that never connect from piling up.
+const DefaultMaxPeers = 32
+
 // displayedWindow is the number of recent glass-to-glass latencies that
 // /api/stats summarises, over all viewers.
 const displayedWindow = 600
@@ -53,6 +58,9 @@ type Config struct {
 	LoopbackOnly bool
 	// MaxOfferBytes limits the size of an SDP offer; 0 means DefaultMaxOfferBytes.
 	MaxOfferBytes int64
+	// MaxPeers limits the open peer connections, connected or still
+	// connecting; 0 means DefaultMaxPeers. Offers above it get 503.
+	MaxPeers int
 	// Source reports the input's condition for the page, /healthz and
 	// /metrics; nil when the input has no status to report.
 	Source stream.SourceStatuser
@@ -87,6 +95,9 @@ func NewServer(config Config) (*Server, error) {
 	if config.MaxOfferBytes == 0 {
 		config.MaxOfferBytes = DefaultMaxOfferBytes
 	}
+	if config.MaxPeers == 0 {
+		config.MaxPeers = DefaultMaxPeers
+	}
 
 	api, err := newAPI(config.LoopbackOnly)
 	if err != nil {
@@ -101,7 +112,7 @@ func NewServer(config Config) (*Server, error) {
 		rejectLog: config.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Minute}),
 		peers:     map[string]*peer{},
 	}
-	s.metrics = newMetrics(config, config.Sink.Viewers)
+	s.metrics = newMetrics(config, config.Sink.Viewers, s.Peers)
 	config.Sink.metrics = s.metrics
 
 	static, err := fs.Sub(staticFiles, "static")
@@ -167,7 +178,11 @@ func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
-	s.config.Logger.Info().Str("url", "http://"+listener.Addr().String()+"/").Msg("serving the live overlay")
+	event := s.config.Logger.Info().Str("url", pageURL(listener.Addr()))
+	if s.config.Token != "" {
+		event = event.Str("open_with", "the URL followed by #token=TOKEN")
+	}
+	event.Msg("serving the live overlay")
 
 	done := make(chan error, 1)
 	go func() { done <- server.Serve(listener) }()
@@ -207,6 +222,17 @@ func (s *Server) Close() error {
 		errs = append(errs, p.close("server stopped"))
 	}
 	return errors.Join(errs...)
+}
+
+// pageURL returns the page's URL on address. An unspecified address such as
+// 0.0.0.0 or [::] cannot be opened, so the loopback one on the same port
+// stands for it; other machines use this machine's own address.
+func pageURL(address net.Addr) string {
+	tcp, ok := address.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return "http://" + address.String() + "/"
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/", tcp.Port)
 }
 
 // observeDisplayed records glass-to-glass latencies, in milliseconds, that

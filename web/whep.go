@@ -63,7 +63,7 @@ func (s *Server) handleOffer(w http.ResponseWriter, r *http.Request) {
 
 	p, answer, status, err := s.connect(r.Context(), string(body))
 	if err != nil {
-		s.config.Logger.Warn().Err(err).Str("remote", r.RemoteAddr).Msg("WHEP offer rejected")
+		s.rejectLog.Warn().Err(err).Str("remote", r.RemoteAddr).Msg("WHEP offer rejected")
 		http.Error(w, err.Error(), status)
 		return
 	}
@@ -77,6 +77,10 @@ func (s *Server) handleOffer(w http.ResponseWriter, r *http.Request) {
 // connect creates a peer connection for offer and returns the peer, its
 // SDP answer, and on failure the HTTP status to reply with.
 func (s *Server) connect(ctx context.Context, offer string) (*peer, string, int, error) {
+	if n := s.Peers(); n >= s.config.MaxPeers {
+		return nil, "", http.StatusServiceUnavailable, fmt.Errorf("%d viewer connections are open, the maximum: "+
+			"close a viewer, or start serve with a higher limit", n)
+	}
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", http.StatusInternalServerError, fmt.Errorf("create peer connection: %w", err)
@@ -104,6 +108,7 @@ func (s *Server) connect(ctx context.Context, offer string) (*peer, string, int,
 	}
 	s.peers[p.id] = p
 	s.mu.Unlock()
+	time.AfterFunc(connectTimeout, func() { s.expire(p) })
 
 	p.logger.Debug().Msg("viewer offer answered")
 	return p, answer, http.StatusCreated, nil
@@ -191,6 +196,23 @@ func (s *Server) onStateChange(p *peer, state webrtc.PeerConnectionState) {
 		s.remove(p.id)
 		p.leave("connection closed")
 	}
+}
+
+// connectTimeout is how long a peer may take to connect after its offer
+// is answered. An offer whose ICE never completes would otherwise hold a
+// peer connection, its sockets and goroutines until pion gives up.
+const connectTimeout = 15 * time.Second
+
+// expire closes p unless it has connected.
+func (s *Server) expire(p *peer) {
+	p.mu.Lock()
+	joined := p.joined
+	p.mu.Unlock()
+	if joined || s.remove(p.id) == nil {
+		return
+	}
+	p.logger.Info().Dur("after", connectTimeout).Msg("viewer did not connect; closing its peer connection")
+	p.close("connection timed out")
 }
 
 // handleDelete ends a viewer's session: DELETE on the resource URL of the answer.

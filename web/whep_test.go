@@ -197,3 +197,36 @@ func TestSettingsAPI(t *testing.T) {
 		t.Errorf("settings %s after rejected changes, expected opacity 0.8 kept", body)
 	}
 }
+
+func TestWHEPRejectsOffersAboveMaxPeers(t *testing.T) {
+	server, httpServer := newTestServer(t, func(c *Config) { c.MaxPeers = 2 })
+
+	for i := 1; i <= 3; i++ {
+		client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { client.Close() })
+		_, err = client.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+			webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offer, err := client.CreateOffer(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		resp, body := request(t, http.MethodPost, httpServer.URL+"/whep", "application/sdp", offer.SDP)
+		want := http.StatusCreated
+		if i == 3 {
+			want = http.StatusServiceUnavailable
+		}
+		if resp.StatusCode != want {
+			t.Errorf("offer %d: status %d (%.100q), expected %d", i, resp.StatusCode, body, want)
+		}
+	}
+	if server.Peers() != 2 {
+		t.Errorf("%d peers, expected 2 at the limit", server.Peers())
+	}
+}

@@ -36,8 +36,9 @@ func (o *loopOptions) addFlags(f *pflag.FlagSet, modelHelp string) {
 // validate rejects values outside the ranges the help gives, before any work starts.
 func (o *loopOptions) validate() error {
 	switch {
-	case o.interval < 1:
-		return fmt.Errorf("invalid --keyframe-interval %d: use 1 (the model on every frame) or more", o.interval)
+	case o.interval < 1 || o.interval > stream.MaxKeyframeInterval:
+		return fmt.Errorf("invalid --keyframe-interval %d: use 1 (the model on every frame) to %d", o.interval,
+			stream.MaxKeyframeInterval)
 	case !(o.flowScale > 0 && o.flowScale <= 1):
 		return fmt.Errorf("invalid --flow-scale %v: use a fraction in (0, 1], such as 0.5", o.flowScale)
 	case !(o.alpha >= 0 && o.alpha <= 1):

@@ -139,6 +139,9 @@ func runServe(global *globalOptions, o serveOptions) error {
 		// Read here, not as the flag's default, so --help never prints it.
 		o.token = os.Getenv(tokenEnv)
 	}
+	if err := checkToken(o.token); err != nil {
+		return err
+	}
 	loopback, err := checkListen(o)
 	if err != nil {
 		return err
@@ -148,6 +151,11 @@ func runServe(global *globalOptions, o serveOptions) error {
 	defer stop()
 
 	input, err := openServeInput(ctx, o)
+	if err != nil && ctx.Err() != nil {
+		// SIGINT or SIGTERM while a live input was opening: a normal stop.
+		log.Info().Msg("serve stopped before the input opened")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -245,10 +253,11 @@ func openServeInput(ctx context.Context, o serveOptions) (servedInput, error) {
 	if o.loop {
 		return nil, errors.New("--loop applies to video files only: a live input is reopened when it ends")
 	}
+	paced := codec.PaceLavfi(o.input, o.inputFormat)
 	open := func(ctx context.Context, size codec.Size) (stream.Source, error) {
 		options := options
 		options.Size = size
-		return codec.OpenContext(ctx, o.input, options)
+		return codec.OpenContext(ctx, paced, options)
 	}
 	input, err := stream.NewReconnector(ctx, open, stream.ReconnectorOptions{URL: o.input, Size: size})
 	if errors.Is(err, stream.ErrSizeUnknown) {
@@ -296,8 +305,8 @@ func loadServeModel(global *globalOptions, o serveOptions, info codec.Info) (str
 	path := o.model
 	if path == "" {
 		if o.input != synthInput {
-			return nil, 0, nil, errors.New("--model is required for a video file: give a model exported by " +
-				"`medvseg train-offline`")
+			return nil, 0, nil, fmt.Errorf("--model is required for every input but synth (got --input %s): "+
+				"give a model exported by `medvseg train-offline`", codec.RedactURL(o.input))
 		}
 
 		rulePath, cleanup, err := writeColourRule(info.Width, info.Height)
@@ -336,6 +345,27 @@ func writeColourRule(width, height int) (string, func(), error) {
 		return "", nil, err
 	}
 	return path, cleanup, nil
+}
+
+// minTokenLength is the token length below which serve warns: a bearer
+// token is the only lock on a server reachable from other machines.
+const minTokenLength = 16
+
+// checkToken rejects a token that no client could send intact and warns
+// about a short one.
+func checkToken(token string) error {
+	if token == "" {
+		return nil
+	}
+	if strings.IndexFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return errors.New("invalid --token: it contains spaces or control characters, which an Authorization " +
+			"header cannot carry intact; use letters, digits and punctuation, for example from `openssl rand -hex 16`")
+	}
+	if len(token) < minTokenLength {
+		log.Warn().Int("length", len(token)).Int("recommended", minTokenLength).
+			Msg("--token is short and easy to guess; use a random one, for example from `openssl rand -hex 16`")
+	}
+	return nil
 }
 
 // checkListen reports whether --listen is a loopback address, and rejects

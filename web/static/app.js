@@ -71,7 +71,10 @@ async function connect() {
     body: pc.localDescription.sdp,
   });
   if (response.status !== 201) {
-    throw new Error(`WHEP offer rejected: ${response.status} ${await response.text()}`);
+    pc.close();
+    const error = new Error(`WHEP offer rejected: ${response.status} ${await response.text()}`);
+    error.status = response.status;
+    throw error;
   }
   resource = response.headers.get("Location");
   await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
@@ -169,15 +172,45 @@ function showSource(source) {
   detail.textContent = text;
 }
 
-async function main() {
-  api("/api/settings").then((r) => r.json()).then(showSettings);
-  setInterval(() => refreshStats().catch(() => {}), 1000);
+// start connects, and after a failed connection or a failed offer tries
+// again with a delay that doubles up to 10 s, so the page recovers from a
+// network outage or a server restart. A missing token needs the user, so
+// it is not retried.
+let retryDelay = 1000;
+
+async function start() {
   try {
-    await connect();
+    const pc = await connect();
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected") retryDelay = 1000;
+      // "closed" here means the server closed the connection: the page
+      // closes its own without an event.
+      if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        pc.close();
+        leave();
+        retry();
+      }
+    });
   } catch (error) {
     showState("failed");
     console.error(error);
+    if (error.status !== 401) retry();
   }
+}
+
+function retry() {
+  document.getElementById("retry").textContent = `reconnecting in ${(retryDelay / 1000).toFixed(0)} s`;
+  setTimeout(() => {
+    document.getElementById("retry").textContent = "";
+    start();
+  }, retryDelay);
+  retryDelay = Math.min(2 * retryDelay, 10000);
+}
+
+async function main() {
+  api("/api/settings").then((r) => r.json()).then(showSettings);
+  setInterval(() => refreshStats().catch(() => {}), 1000);
+  start();
 }
 
 main();

@@ -22,12 +22,22 @@ const latency = (() => {
   const canvas = document.createElement("canvas");
   const context = canvas.getContext("2d", { willReadFrequently: true });
 
+  let timersStarted = false;
+
+  // attach serves a new connection's data channel. A reconnect may reach a
+  // restarted server, so the clock offset and capture times start afresh.
   function attach(dataChannel) {
     channel = dataChannel;
+    captures.clear();
+    offset = null;
+    bestRoundTrip = Infinity;
     channel.onopen = () => {
       probe();
-      setInterval(probe, 2000);
-      setInterval(report, 1000);
+      if (!timersStarted) {
+        timersStarted = true;
+        setInterval(probe, 2000);
+        setInterval(report, 1000);
+      }
     };
     channel.onmessage = (event) => handle(JSON.parse(event.data));
   }
@@ -45,9 +55,10 @@ const latency = (() => {
   function handle(message) {
     switch (message.type) {
       case "stamp":
+        if (!layout) video.requestVideoFrameCallback(onFrame);
         layout = message.stamp;
-        document.getElementById("glass").textContent = "waiting for stamped frames";
-        video.requestVideoFrameCallback(onFrame);
+        document.getElementById("glass").textContent =
+          "waiting for stamped frames (a hidden tab reads none)";
         break;
       case "frame":
         captures.set(message.index, message.capture);
