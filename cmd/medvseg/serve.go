@@ -94,7 +94,8 @@ Monitoring: GET /healthz returns 200 while the input delivers frames and 503
 while it connects or reconnects; GET /metrics exposes frame, drop, viewer,
 source and latency figures in the Prometheus text format. With --stamp, each
 frame carries its number in a row of black and white cells in the top left
-corner; the page reads it back and shows glass-to-glass latency p50 and p95.
+corner; the page reads it back and shows glass-to-glass latency p50 and p95,
+from the moment serve received the decoded frame to its display.
 
 It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 		Example: "  medvseg serve\n" +
