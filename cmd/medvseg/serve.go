@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -404,9 +405,12 @@ func listenServe(o serveOptions, loopback bool, sink *web.VideoSink, processor *
 
 // isLoopback reports whether a host:port address is a loopback one.
 func isLoopback(address string) (bool, error) {
-	host, _, err := net.SplitHostPort(address)
+	host, port, err := net.SplitHostPort(address)
 	if err != nil {
 		return false, fmt.Errorf("invalid --listen %q: use host:port, for example 127.0.0.1:8080", address)
+	}
+	if number, err := strconv.Atoi(port); err != nil || number < 0 || number > 65535 {
+		return false, fmt.Errorf("invalid --listen %q: the port must be a number from 0 to 65535", address)
 	}
 	ip := net.ParseIP(host)
 	return host == "localhost" || (ip != nil && ip.IsLoopback()), nil
