@@ -301,8 +301,11 @@ func (r *Reader) interruptError(action, url string, cause error) error {
 	if !errors.Is(cause, ErrTimedOut) {
 		return fmt.Errorf("%s video %q: %w", action, url, cause)
 	}
-	return fmt.Errorf("%s video %q: %w: no data for %v; check that the source is running and "+
-		"sending to this address", action, url, ErrTimedOut, r.liveTimeout())
+	// The watchdog sees only that no frame came, not whether bytes did, so
+	// the message covers a silent sender and data in another format.
+	return fmt.Errorf("%s video %q: %w: no video for %v; check that the source is running, "+
+		"sends to this address, and sends the input format given", action, url, ErrTimedOut,
+		r.liveTimeout())
 }
 
 // looksLikeMP4 reports whether a file starts with an ISO media ftyp box,
