@@ -353,7 +353,7 @@ Outputs: <a href="model.onnx">model.onnx</a>, <a href="report.json">report.json<
 
 <h2>Summary</h2>
 <table>
-<tr><th>clip</th><th>frames</th><th>seeds</th><th>filtered</th><th>trained / validation</th>
+<tr><th>clip</th><th>frames</th><th>seed frames</th><th>filtered</th><th>trained / validation</th>
 <th>pseudo-label Dice</th><th>filtered Dice</th><th>student Dice</th><th>student IoU</th><th>overlay</th></tr>
 {{range .Clips}}{{with .Report}}<tr><td>{{.Name}}</td><td>{{.Source.Frames}}</td>
 <td>{{range $i, $s := .Source.Seeds}}{{if $i}}, {{end}}{{$s}}{{end}}</td>
