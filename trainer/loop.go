@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/medvseg/medvseg/trainer/unet"
@@ -53,8 +54,9 @@ func (l *trainLoop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
 	}
 
 	rng := epochRandom(o.RandomSeed, epoch)
-	order := rng.Perm(len(l.train))
+	order := epochOrder(rng, len(l.train), o.BatchSize, o.MinStepsPerEpoch)
 	steps := (len(order) + o.BatchSize - 1) / o.BatchSize
+	result.Steps = steps
 	size := o.InputSize
 	plane := size * size
 
@@ -96,6 +98,23 @@ func (l *trainLoop) epoch(ctx context.Context, epoch int) (EpochResult, error) {
 	}
 	result.Seconds = seconds(start)
 	return result, nil
+}
+
+// epochOrder returns the indices of the training frames of one epoch. It
+// is a random permutation of all n, one pass, when that makes at least
+// minSteps batches. Otherwise further permutations follow, cut to minSteps
+// full batches in all. rng draws nothing more in the first case, so a
+// training set that long trains as it did without a minimum.
+func epochOrder(rng *rand.Rand, n, batchSize, minSteps int) []int {
+	order := rng.Perm(n)
+	samples := batchSize * minSteps
+	if n == 0 || n > batchSize*(minSteps-1) {
+		return order
+	}
+	for len(order) < samples {
+		order = append(order, rng.Perm(n)...)
+	}
+	return order[:samples]
 }
 
 // validate runs the validation frames, without augmentation, in evaluation

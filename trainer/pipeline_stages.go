@@ -56,7 +56,8 @@ func (p *pipeline) stageFingerprint(stage string, c *runClip) (string, error) {
 		previous = p.filterFingerprints()
 		// Threads change speed, not the result, so they are left out.
 		t := o.Train
-		parts = map[string]any{"batch_size": t.BatchSize, "epochs": t.Epochs, "input_size": t.InputSize,
+		parts = map[string]any{"batch_size": t.BatchSize, "epochs": t.Epochs,
+			"min_steps_per_epoch": t.MinStepsPerEpoch, "input_size": t.InputSize,
 			"channels": t.channels(), "learning_rate": t.LearningRate, "weight_decay": t.WeightDecay,
 			"val_fraction": t.ValFraction, "validation": "near-seeds", "loss": t.Loss, "random_seed": t.RandomSeed}
 	case StageExport:

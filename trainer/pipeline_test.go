@@ -143,6 +143,28 @@ func TestPipelineEndToEndAndResume(t *testing.T) {
 		t.Errorf("new threshold: skipped %v, want %v", got, want)
 	}
 
+	// A new minimum of steps per epoch reruns training and nothing before
+	// it; stop it as soon as training starts.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	steps := pipelineOptions(t, clip, seeds, splitDir)
+	steps.Train.MinStepsPerEpoch++
+	var stepsRan []string
+	steps.Progress = func(stage string, done, total int) {
+		if !slices.Contains(stepsRan, stage) {
+			stepsRan = append(stepsRan, stage)
+		}
+		if stage == StageTrain {
+			cancel()
+		}
+	}
+	if _, err := RunPipeline(ctx, steps); !errors.Is(err, context.Canceled) {
+		t.Fatalf("pipeline stopped in training: error %v, want context.Canceled", err)
+	}
+	if want := []string{StageTrain}; !slices.Equal(stepsRan, want) {
+		t.Errorf("new minimum steps per epoch: stages that reported progress %v, want %v", stepsRan, want)
+	}
+
 	// A new filter threshold reruns filter and training; stop it as soon
 	// as training starts.
 	ctx, cancel = context.WithCancel(context.Background())

@@ -38,6 +38,13 @@ type TrainOptions struct {
 	BatchSize int
 	// Epochs is the total number of epochs, counting those of a resumed run.
 	Epochs int
+	// MinStepsPerEpoch is the minimum number of training steps in an
+	// epoch. An epoch is one pass over the training frames in random order
+	// when that pass has at least MinStepsPerEpoch batches. A shorter
+	// training set is repeated, each pass in a new order, and cut to
+	// MinStepsPerEpoch full batches; every repeat of a frame gets its own
+	// augmentation. 0 means one pass, however short.
+	MinStepsPerEpoch int
 	// InputSize is the side of the square network input in pixels, a
 	// multiple of 2^(levels-1) so every upsampling has scale 2.
 	InputSize int
@@ -72,15 +79,16 @@ type TrainOptions struct {
 
 // DefaultTrainOptions are the defaults of `medvseg train`.
 var DefaultTrainOptions = TrainOptions{
-	BatchSize:    8,
-	Epochs:       30,
-	InputSize:    256,
-	LearningRate: 1e-3,
-	WeightDecay:  1e-4,
-	Threads:      runtime.NumCPU(),
-	ValFraction:  0.15,
-	Loss:         unet.LossWeights{BCE: 1, Dice: 1, Boundary: 0.5},
-	RandomSeed:   1,
+	BatchSize:        8,
+	Epochs:           30,
+	MinStepsPerEpoch: 8,
+	InputSize:        256,
+	LearningRate:     1e-3,
+	WeightDecay:      1e-4,
+	Threads:          runtime.NumCPU(),
+	ValFraction:      0.15,
+	Loss:             unet.LossWeights{BCE: 1, Dice: 1, Boundary: 0.5},
+	RandomSeed:       1,
 }
 
 // TrainProgress reports one training step.
@@ -100,10 +108,12 @@ type EpochResult struct {
 	TrainLoss    float64 `json:"train_loss"`
 	TrainBCE     float64 `json:"train_bce"`
 	TrainDice    float64 `json:"train_dice"` // batch Dice of logits > 0
-	ValLoss      float64 `json:"val_loss"`
-	ValBCE       float64 `json:"val_bce"`
-	ValDice      float64 `json:"val_dice"` // mean per-frame Dice; 1 for an empty frame predicted empty
-	Seconds      float64 `json:"seconds"`
+	// Steps is the number of training steps, and so of AdamW updates.
+	Steps   int     `json:"steps"`
+	ValLoss float64 `json:"val_loss"`
+	ValBCE  float64 `json:"val_bce"`
+	ValDice float64 `json:"val_dice"` // mean per-frame Dice; 1 for an empty frame predicted empty
+	Seconds float64 `json:"seconds"`
 }
 
 // TrainHistory is the content of Out/train_history.json.
@@ -182,7 +192,8 @@ func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 	state.History.Clips = clips
 	log.Info().Str("data", o.Data).Strs("clips", o.Clips).Int("train_frames", len(train)).Int("validation_frames", len(validation)).
 		Int("input_size", o.InputSize).Ints("channels", model.Channels()).Int("first_epoch", state.Epoch+1).
-		Int("epochs", o.Epochs).Uint64("random_seed", o.RandomSeed).Msg("train")
+		Int("epochs", o.Epochs).Int("min_steps_per_epoch", o.MinStepsPerEpoch).Uint64("random_seed", o.RandomSeed).
+		Msg("train")
 
 	loop := &trainLoop{options: o, model: model, train: train, validation: validation}
 	defer loop.close()
@@ -197,7 +208,7 @@ func Train(ctx context.Context, o TrainOptions) (*TrainHistory, error) {
 			return &state.History, err
 		}
 
-		log.Info().Int("epoch", epoch).Float64("train_loss", result.TrainLoss).Float64("train_dice", result.TrainDice).
+		log.Info().Int("epoch", epoch).Int("steps", result.Steps).Float64("train_loss", result.TrainLoss).Float64("train_dice", result.TrainDice).
 			Float64("val_loss", result.ValLoss).Float64("val_dice", result.ValDice).
 			Float64("learning_rate", result.LearningRate).Float64("seconds", result.Seconds).Msg("epoch")
 	}
@@ -215,6 +226,8 @@ func (o TrainOptions) validate() error {
 		return fmt.Errorf("invalid batch size %d: must be at least 1", o.BatchSize)
 	case o.Epochs < 1:
 		return fmt.Errorf("invalid epoch count %d: must be at least 1", o.Epochs)
+	case o.MinStepsPerEpoch < 0:
+		return fmt.Errorf("invalid minimum steps per epoch %d: must be 0 or more", o.MinStepsPerEpoch)
 	case o.LearningRate <= 0 || math.IsInf(o.LearningRate, 0):
 		return fmt.Errorf("invalid learning rate %v: must be positive", o.LearningRate)
 	case o.WeightDecay < 0:

@@ -259,6 +259,8 @@ func TestTrainBadInput(t *testing.T) {
 		{"resume without checkpoint", func(o *TrainOptions) { o.Data = clip; o.Resume = true }, []string{"--resume", "no checkpoint"}},
 		{"input size", func(o *TrainOptions) { o.Data = clip; o.InputSize = 60 }, []string{"input size 60", "multiple of 8"}},
 		{"batch size", func(o *TrainOptions) { o.Data = clip; o.BatchSize = 0 }, []string{"batch size 0"}},
+		{"minimum steps per epoch", func(o *TrainOptions) { o.Data = clip; o.MinStepsPerEpoch = -1 },
+			[]string{"minimum steps per epoch -1"}},
 		{"validation fraction", func(o *TrainOptions) { o.Data = clip; o.ValFraction = 1 }, []string{"validation fraction 1"}},
 		{"loss weights", func(o *TrainOptions) { o.Data = clip; o.Loss = unet.LossWeights{} }, []string{"--bce-weight"}},
 	}

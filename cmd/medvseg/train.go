@@ -30,6 +30,11 @@ Training batches are augmented with flips, rotation, scale, shift,
 brightness, contrast, hue, saturation and blur. The last --val-fraction of
 each clip's frames (in name order) is held out for validation.
 
+An epoch is one pass over the training frames, but at least
+--min-steps-per-epoch steps of --batch-size frames: a training set too
+small for that is repeated within the epoch, so a short clip still gets
+enough optimizer steps.
+
 Outputs in RUN: checkpoints/last after every epoch, checkpoints/best (the
 highest validation Dice) and train_history.json. The same --random-seed and
 data give the same losses.`,
@@ -51,6 +56,7 @@ data give the same losses.`,
 	flags.StringVarP(&o.Out, "out", "o", "", "run folder for checkpoints/ and train_history.json (required)")
 	flags.IntVar(&o.BatchSize, "batch-size", o.BatchSize, "frames per training step")
 	flags.IntVar(&o.Epochs, "epochs", o.Epochs, "total epochs, counting those before a --resume")
+	flags.IntVar(&o.MinStepsPerEpoch, "min-steps-per-epoch", o.MinStepsPerEpoch, minStepsUsage)
 	flags.IntVar(&o.InputSize, "input-size", o.InputSize, "side of the square network input in pixels; a multiple of 8 with 4 levels")
 	flags.StringVar(&channels, "channels", channels, "encoder channels per level, comma-separated")
 	flags.Float64Var(&o.LearningRate, "lr", o.LearningRate, "peak AdamW learning rate; decays along a cosine to 1% at the last epoch")
@@ -69,6 +75,11 @@ data give the same losses.`,
 
 	return cmd
 }
+
+// minStepsUsage is the help text of --min-steps-per-epoch in train and
+// train-offline.
+const minStepsUsage = "minimum training steps per epoch: training frames too few for that many batches " +
+	"are repeated, each time in a new order and with new augmentation; 0 makes an epoch one pass"
 
 func runTrain(ctx context.Context, o trainer.TrainOptions) error {
 	if ctx == nil {

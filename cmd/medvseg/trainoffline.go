@@ -116,6 +116,7 @@ reruns its stage and every stage after it.`,
 	f.IntVar(&o.Train.Epochs, "epochs", o.Train.Epochs, "training epochs")
 	f.IntVar(&o.Train.InputSize, "input-size", o.Train.InputSize, "side of the square network input in pixels, a multiple of 8")
 	f.IntVar(&o.Train.BatchSize, "batch-size", o.Train.BatchSize, "frames per training step")
+	f.IntVar(&o.Train.MinStepsPerEpoch, "min-steps-per-epoch", o.Train.MinStepsPerEpoch, minStepsUsage)
 	f.StringVar(&o.channels, "channels", o.channels, "encoder channels per level, comma-separated")
 	f.Float64Var(&o.Train.LearningRate, "lr", o.Train.LearningRate, "peak AdamW learning rate")
 	f.Float64Var(&o.Train.ValFraction, "val-fraction", o.Train.ValFraction,
