@@ -120,22 +120,8 @@ func TestWHEPDeleteUnknownResource(t *testing.T) {
 func TestWHEPOfferAnswerDelete(t *testing.T) {
 	server, httpServer := newTestServer(t)
 
-	client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	_, err = client.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
-	if err != nil {
-		t.Fatal(err)
-	}
-	offer, err := client.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	resp, answer := request(t, http.MethodPost, httpServer.URL+"/whep", "application/sdp; charset=utf-8", offer.SDP)
+	resp, answer := request(t, http.MethodPost, httpServer.URL+"/whep", "application/sdp; charset=utf-8",
+		newReceiveOffer(t))
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("offer: status %d (%q), expected 201", resp.StatusCode, answer)
 	}
@@ -202,22 +188,7 @@ func TestWHEPRejectsOffersAboveMaxPeers(t *testing.T) {
 	server, httpServer := newTestServer(t, func(c *Config) { c.MaxPeers = 2 })
 
 	for i := 1; i <= 3; i++ {
-		client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { client.Close() })
-		_, err = client.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-			webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
-		if err != nil {
-			t.Fatal(err)
-		}
-		offer, err := client.CreateOffer(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		resp, body := request(t, http.MethodPost, httpServer.URL+"/whep", "application/sdp", offer.SDP)
+		resp, body := request(t, http.MethodPost, httpServer.URL+"/whep", "application/sdp", newReceiveOffer(t))
 		want := http.StatusCreated
 		if i == 3 {
 			want = http.StatusServiceUnavailable
@@ -229,4 +200,25 @@ func TestWHEPRejectsOffersAboveMaxPeers(t *testing.T) {
 	if server.Peers() != 2 {
 		t.Errorf("%d peers, expected 2 at the limit", server.Peers())
 	}
+}
+
+// newReceiveOffer returns the SDP offer of a pion peer connection that
+// receives one video track; the connection closes at cleanup.
+func newReceiveOffer(t *testing.T) string {
+	t.Helper()
+	client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	_, err = client.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := client.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offer.SDP
 }
