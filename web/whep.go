@@ -79,7 +79,7 @@ func (s *Server) handleOffer(w http.ResponseWriter, r *http.Request) {
 func (s *Server) connect(ctx context.Context, offer string) (*peer, string, int, error) {
 	if n := s.Peers(); n >= s.config.MaxPeers {
 		return nil, "", http.StatusServiceUnavailable, fmt.Errorf("%d viewer connections are open, the maximum: "+
-			"close a viewer, or start serve with a higher limit", n)
+			"close a viewer, or start serve with a higher --max-viewers", n)
 	}
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

@@ -38,9 +38,10 @@ type serveOptions struct {
 	codec        string
 	bitRate      int
 
-	token    string
-	insecure bool
-	stamp    bool
+	token      string
+	insecure   bool
+	stamp      bool
+	maxViewers int
 }
 
 // tokenEnv is the environment variable --token defaults to, so the token
@@ -127,6 +128,8 @@ It stops on SIGINT or SIGTERM, closing every viewer's connection.`,
 	f.StringVar(&o.token, "token", "", "bearer token that signalling, the API and /metrics require "+
 		"(default: $"+tokenEnv+"); viewers open http://HOST:PORT/#token=TOKEN")
 	f.BoolVar(&o.insecure, "insecure", false, "allow --listen on an address other than loopback without --token")
+	f.IntVar(&o.maxViewers, "max-viewers", web.DefaultMaxPeers, "maximum viewer connections open at once, "+
+		"counting those still connecting; more are rejected with 503")
 	f.BoolVar(&o.stamp, "stamp", false, "draw each frame's number in the top left corner so the page can measure "+
 		"glass-to-glass latency")
 
@@ -147,6 +150,9 @@ func runServe(global *globalOptions, o serveOptions) error {
 	loopback, err := checkListen(o)
 	if err != nil {
 		return err
+	}
+	if o.maxViewers < 1 || o.maxViewers > maxViewersLimit {
+		return fmt.Errorf("invalid --max-viewers %d: use 1 to %d", o.maxViewers, maxViewersLimit)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -349,6 +355,10 @@ func writeColourRule(width, height int) (string, func(), error) {
 	return path, cleanup, nil
 }
 
+// maxViewersLimit bounds --max-viewers: every viewer adds a writer
+// goroutine and its share of the upload bandwidth.
+const maxViewersLimit = 1000
+
 // minTokenLength is the token length below which serve warns: a bearer
 // token is the only lock on a server reachable from other machines.
 const minTokenLength = 16
@@ -392,7 +402,7 @@ func checkListen(o serveOptions) (bool, error) {
 func listenServe(o serveOptions, loopback bool, sink *web.VideoSink, processor *stream.LiveProcessor,
 	source stream.SourceStatuser) (*web.Server, net.Listener, error) {
 	server, err := web.NewServer(web.Config{Sink: sink, Controls: processor, Source: source, Token: o.token,
-		LoopbackOnly: loopback, Logger: log.Logger})
+		MaxPeers: o.maxViewers, LoopbackOnly: loopback, Logger: log.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
