@@ -81,7 +81,8 @@ When a live input fails, stalls for 5 s or ends, serve keeps running, the
 page shows the input's state, and the input is reopened after a delay that
 starts at 0.25 s and doubles up to 4 s, with random jitter. Frames keep the
 size of the first open. If the input cannot be opened at start, serve starts
-anyway when --size is given and keeps retrying; without --size it exits.
+anyway when --size is given, once the first open fails (up to 5 s for a
+silent stream), and keeps retrying; without --size it exits.
 
 Several viewers may watch at once. Each has its own send queue, so a viewer
 that stalls or leaves loses frames on its own, and one that joins gets a
