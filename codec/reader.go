@@ -149,7 +149,9 @@ func checkPath(path string, kind InputKind, format string) error {
 		return nil
 	}
 
-	_, err := os.Stat(path)
+	// FFmpeg's file protocol takes "file:PATH" and "file://PATH" alike.
+	local := strings.TrimPrefix(strings.TrimPrefix(path, "file:"), "//")
+	_, err := os.Stat(local)
 	switch {
 	case err == nil:
 		return nil

@@ -259,7 +259,9 @@ func TestReaderBadInput(t *testing.T) {
 	}{
 		{"mp4 cut short", cutShort, codec.ErrTruncated},
 		{"missing file", filepath.Join(dir, "absent.mp4"), codec.ErrNotFound},
+		{"missing file URL", "file://" + filepath.Join(dir, "absent.mp4"), codec.ErrNotFound},
 		{"text file", text, codec.ErrNotVideo},
+		{"text file URL", "file://" + text, codec.ErrNotVideo},
 		{"truncated mp4", truncated, codec.ErrTruncated},
 		{"unknown codec", unknown, codec.ErrUnsupportedCodec},
 	}
