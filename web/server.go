@@ -31,6 +31,11 @@ const DefaultMaxOfferBytes = 64 << 10
 // the limit keeps offers that never connect from piling up.
 const DefaultMaxPeers = 32
 
+// DefaultConnectTimeout bounds how long an answered offer may take to
+// connect. An offer whose ICE never completes would otherwise hold a peer
+// connection, its sockets and goroutines until pion gives up.
+const DefaultConnectTimeout = 15 * time.Second
+
 // displayedWindow is the number of recent glass-to-glass latencies that
 // /api/stats summarises, over all viewers.
 const displayedWindow = 600
@@ -61,6 +66,9 @@ type Config struct {
 	// MaxPeers limits the open peer connections, connected or still
 	// connecting; 0 means DefaultMaxPeers. Offers above it get 503.
 	MaxPeers int
+	// ConnectTimeout is how long a peer may take to connect after its
+	// offer is answered before it is closed; 0 means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 	// Source reports the input's condition for the page, /healthz and
 	// /metrics; nil when the input has no status to report.
 	Source stream.SourceStatuser
@@ -97,6 +105,9 @@ func NewServer(config Config) (*Server, error) {
 	}
 	if config.MaxPeers == 0 {
 		config.MaxPeers = DefaultMaxPeers
+	}
+	if config.ConnectTimeout == 0 {
+		config.ConnectTimeout = DefaultConnectTimeout
 	}
 
 	api, err := newAPI(config.LoopbackOnly)

@@ -108,7 +108,7 @@ func (s *Server) connect(ctx context.Context, offer string) (*peer, string, int,
 	}
 	s.peers[p.id] = p
 	s.mu.Unlock()
-	time.AfterFunc(connectTimeout, func() { s.expire(p) })
+	time.AfterFunc(s.config.ConnectTimeout, func() { s.expire(p) })
 
 	p.logger.Debug().Msg("viewer offer answered")
 	return p, answer, http.StatusCreated, nil
@@ -198,11 +198,6 @@ func (s *Server) onStateChange(p *peer, state webrtc.PeerConnectionState) {
 	}
 }
 
-// connectTimeout is how long a peer may take to connect after its offer
-// is answered. An offer whose ICE never completes would otherwise hold a
-// peer connection, its sockets and goroutines until pion gives up.
-const connectTimeout = 15 * time.Second
-
 // expire closes p unless it has connected.
 func (s *Server) expire(p *peer) {
 	p.mu.Lock()
@@ -211,7 +206,7 @@ func (s *Server) expire(p *peer) {
 	if joined || s.remove(p.id) == nil {
 		return
 	}
-	p.logger.Info().Dur("after", connectTimeout).Msg("viewer did not connect; closing its peer connection")
+	p.logger.Info().Dur("after", s.config.ConnectTimeout).Msg("viewer did not connect; closing its peer connection")
 	p.close("connection timed out")
 }
 

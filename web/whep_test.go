@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
@@ -221,4 +222,26 @@ func newReceiveOffer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return offer.SDP
+}
+
+func TestWHEPClosesPeerThatNeverConnects(t *testing.T) {
+	server, httpServer := newTestServer(t, func(c *Config) { c.ConnectTimeout = 500 * time.Millisecond })
+
+	// The client never applies the answer, so ICE never starts.
+	resp, body := request(t, http.MethodPost, httpServer.URL+"/whep", "application/sdp", newReceiveOffer(t))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("offer: status %d (%.100q), expected 201", resp.StatusCode, body)
+	}
+	if server.Peers() != 1 {
+		t.Fatalf("%d peers after the offer, expected 1", server.Peers())
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for server.Peers() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d peers 10 s after an offer that never connected, expected 0 after the 500 ms timeout",
+				server.Peers())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
