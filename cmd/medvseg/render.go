@@ -70,8 +70,14 @@ func runRender(ctx context.Context, global *globalOptions, o renderOptions) erro
 	defer stop()
 
 	if o.run != "" {
+		if _, err := os.Stat(o.run); err != nil {
+			return fmt.Errorf("--run %q: run folder not found: give the --out folder of medvseg train-offline", o.run)
+		}
 		clips, err := trainer.RunClips(o.run)
 		if err != nil {
+			return err
+		}
+		if err := checkRunModel(o, len(clips) > 0); err != nil {
 			return err
 		}
 		if len(clips) > 0 {
@@ -128,6 +134,22 @@ func renderClips(ctx context.Context, global *globalOptions, o renderOptions, cl
 }
 
 // runDefaults fills the options that --run implies and flags left empty.
+// checkRunModel rejects --model with --run when the output would land in
+// the run folder. Its report, its eval and a rerun of train-offline all
+// take the run's overlay and masks to come from RUN/model.onnx.
+func checkRunModel(o renderOptions, clips bool) error {
+	own := filepath.Join(o.run, "model.onnx")
+	if o.Model == "" || filepath.Clean(o.Model) == filepath.Clean(own) {
+		return nil
+	}
+	if clips || o.Out == "" {
+		return fmt.Errorf("--model %s with --run %s would replace the run's overlay and masks, which its report "+
+			"describes as made by %s: give -o FILE outside the run, or leave out --model",
+			o.Model, o.run, own)
+	}
+	return nil
+}
+
 func runDefaults(o *renderOptions) error {
 	if o.Model == "" {
 		o.Model = filepath.Join(o.run, "model.onnx")
