@@ -123,6 +123,7 @@ func RunPipeline(ctx context.Context, o PipelineOptions) (*PipelineResult, error
 	if err != nil {
 		return nil, err
 	}
+	defer p.unlock()
 
 	for _, c := range p.clips {
 		for _, s := range []clipStage{{StageExtract, p.extract}, {StagePropagate, p.propagate},
@@ -172,6 +173,7 @@ type pipeline struct {
 	clips   []*runClip
 	log     *stageLog
 	result  *PipelineResult
+	unlock  func() // releases the run folder's lock
 
 	// fingerprint is the fingerprint of the pooled stage (train or export)
 	// that ran last.
@@ -201,7 +203,11 @@ func newPipeline(o PipelineOptions) (*pipeline, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("create run folder %q: %w; choose an --out you can write to", o.Out, err)
 	}
+	if p.unlock, err = lockRun(o.Out); err != nil {
+		return nil, err
+	}
 	if p.log, err = openStageLog(o.Out); err != nil {
+		p.unlock()
 		return nil, err
 	}
 	return p, nil
