@@ -31,6 +31,13 @@ const DefaultMaxOfferBytes = 64 << 10
 // the limit keeps offers that never connect from piling up.
 const DefaultMaxPeers = 32
 
+// ICE consent timing of viewers' connections.
+const (
+	iceDisconnectedTimeout = 3 * time.Second
+	iceFailedTimeout       = 7 * time.Second
+	iceKeepaliveInterval   = time.Second
+)
+
 // DefaultConnectTimeout bounds how long an answered offer may take to
 // connect. An offer whose ICE never completes would otherwise hold a peer
 // connection, its sockets and goroutines until pion gives up.
@@ -163,6 +170,10 @@ func newAPI(loopbackOnly bool) (*webrtc.API, error) {
 	settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	// pion leaves loopback out of its host candidates unless asked.
 	settings.SetIncludeLoopbackCandidate(true)
+	// A viewer that vanishes without a DELETE (a crashed browser, a lost
+	// network) holds a viewer slot until ICE fails: pion's default is 25 s,
+	// this about 10 s. The page reconnects by itself after a failure.
+	settings.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepaliveInterval)
 	if loopbackOnly {
 		settings.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
