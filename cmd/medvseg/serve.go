@@ -241,6 +241,11 @@ func openServeInput(ctx context.Context, o serveOptions) (servedInput, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--size: %w", err)
 		}
+		// VP8 and H.264 in 4:2:0 need even sides.
+		if parsed.Width%2 != 0 || parsed.Height%2 != 0 {
+			return nil, fmt.Errorf("invalid --size %s: the video encoders need an even width and height, "+
+				"for example %dx%d", o.size, parsed.Width&^1, parsed.Height&^1)
+		}
 		size = parsed
 	}
 
