@@ -2,7 +2,9 @@ package trainer
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -63,6 +65,10 @@ func pipelineClips(o PipelineOptions) ([]*runClip, error) {
 		return nil, err
 	}
 
+	if err := checkNoOtherFolders(o.Data, names); err != nil {
+		return nil, err
+	}
+
 	clips := make([]*runClip, len(names))
 	for i, name := range names {
 		clips[i] = &runClip{name: name, dir: filepath.Join(o.Out, clipsFolder, name),
@@ -82,6 +88,30 @@ func pipelineClips(o PipelineOptions) ([]*runClip, error) {
 		}
 	}
 	return clips, nil
+}
+
+// checkNoOtherFolders rejects a root that has folders besides its clips,
+// such as clips nested one level deeper, so that no clip is left out of
+// training without a word. Hidden folders are ignored.
+func checkNoOtherFolders(root string, clips []string) error {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("list %q: %w", root, err)
+	}
+	var others []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || slices.Contains(clips, name) || !isFolder(filepath.Join(root, name)) {
+			continue
+		}
+		others = append(others, name)
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("--data %q: the folders %s are not clip folders (no frames/ inside), so they would be "+
+			"left out: put or link each clip directly under the root as ROOT/<clip>/frames, or move them out",
+			root, strings.Join(others, ", "))
+	}
+	return nil
 }
 
 // checkClipSubfolders checks that dir, unless it is "", has a folder for

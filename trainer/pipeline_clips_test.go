@@ -219,6 +219,15 @@ func TestPipelineRootBadInput(t *testing.T) {
 		{"gt without clip folders", func(t *testing.T, root string, o *PipelineOptions) {
 			o.GT = filepath.Join(root, "a", "masks")
 		}, []string{"--gt", "has no folder for the clips a, b"}},
+		{"clip nested a level deeper", func(t *testing.T, root string, o *PipelineOptions) {
+			nested := filepath.Join(root, "patient2")
+			if err := os.MkdirAll(nested, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(root, "b"), filepath.Join(nested, "b")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"patient2", "not clip folders", "ROOT/<clip>/frames"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
