@@ -206,6 +206,14 @@ func newPipeline(o PipelineOptions) (*pipeline, error) {
 	if p.unlock, err = lockRun(o.Out); err != nil {
 		return nil, err
 	}
+	removed, err := removeStalePartials(o.Out)
+	if err != nil {
+		p.unlock()
+		return nil, err
+	}
+	if removed > 0 {
+		log.Info().Str("out", o.Out).Int("folders", removed).Msg("removed unfinished outputs of an interrupted run")
+	}
 	if p.log, err = openStageLog(o.Out); err != nil {
 		p.unlock()
 		return nil, err

@@ -3,6 +3,7 @@ package trainer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,4 +45,28 @@ func lockRun(dir string) (func(), error) {
 		unix.Flock(int(file.Fd()), unix.LOCK_UN)
 		file.Close()
 	}, nil
+}
+
+// removeStalePartials deletes the hidden *.partial folders that an
+// interrupted stage left in the run folder: stages build their outputs in
+// such folders and rename them when complete. The caller must hold the
+// run folder's lock, so no other run is writing one. It returns the number
+// removed.
+func removeStalePartials(dir string) (int, error) {
+	removed := 0
+	err := filepath.WalkDir(dir, func(path string, entry fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := entry.Name()
+		if !entry.IsDir() || path == dir || !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".partial") {
+			return nil
+		}
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("remove the unfinished output %q: %w", path, err)
+		}
+		removed++
+		return filepath.SkipDir
+	})
+	return removed, err
 }
