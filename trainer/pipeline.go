@@ -203,7 +203,7 @@ func newPipeline(o PipelineOptions) (*pipeline, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("create run folder %q: %w; choose an --out you can write to", o.Out, err)
 	}
-	if p.unlock, err = lockRun(o.Out); err != nil {
+	if p.unlock, err = LockRun(o.Out); err != nil {
 		return nil, err
 	}
 	removed, err := removeStalePartials(o.Out)

@@ -16,11 +16,11 @@ import (
 // would read each other's checkpoints and history and mix their results.
 const runLockName = ".lock"
 
-// lockRun takes an exclusive flock on RUN/.lock and writes this process's
+// LockRun takes an exclusive flock on RUN/.lock and writes this process's
 // id into it. The kernel drops the lock when the process ends, so a killed
 // run never leaves its folder locked. It returns the function that
 // releases the lock.
-func lockRun(dir string) (func(), error) {
+func LockRun(dir string) (func(), error) {
 	path := filepath.Join(dir, runLockName)
 	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -31,9 +31,12 @@ func lockRun(dir string) (func(), error) {
 		holder, _ := os.ReadFile(path)
 		file.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			pid := strings.TrimSpace(string(holder))
-			return nil, fmt.Errorf("run folder %q is in use by another medvseg (process %s): wait for it to "+
-				"finish or stop it, or give another --out", dir, pid)
+			holderName := "another process"
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				holderName = "another medvseg (process " + pid + ")"
+			}
+			return nil, fmt.Errorf("run folder %q is in use by %s: wait for it to finish or stop it, "+
+				"or use another run folder", dir, holderName)
 		}
 		return nil, fmt.Errorf("lock run folder %q: %w", dir, err)
 	}

@@ -11,14 +11,14 @@ import (
 
 func TestRunFolderLockedWhileInUse(t *testing.T) {
 	dir := t.TempDir()
-	unlock, err := lockRun(dir)
+	unlock, err := LockRun(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// flock locks belong to an open file, so a second open in this
 	// process is refused as a second medvseg would be.
-	_, err = lockRun(dir)
+	_, err = LockRun(dir)
 	if err == nil {
 		t.Fatal("a second lock of a run folder in use succeeded, expected an error")
 	}
@@ -27,7 +27,7 @@ func TestRunFolderLockedWhileInUse(t *testing.T) {
 	}
 
 	unlock()
-	again, err := lockRun(dir)
+	again, err := LockRun(dir)
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}

@@ -80,6 +80,11 @@ func runRender(ctx context.Context, global *globalOptions, o renderOptions) erro
 		if err := checkRunModel(o, len(clips) > 0); err != nil {
 			return err
 		}
+		unlock, err := trainer.LockRun(o.run)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		if len(clips) > 0 {
 			return renderClips(ctx, global, o, clips)
 		}
