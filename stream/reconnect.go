@@ -389,7 +389,7 @@ func (r *Reconnector) end(err error) {
 }
 
 // stopOn ends the source when its context is done or err is permanent,
-// and returns the error for the caller; it returns nil when a reopen should
+// and returns the error for the caller. It returns nil when a reopen should
 // follow.
 func (r *Reconnector) stopOn(err error) error {
 	if ctxErr := r.ctx.Err(); ctxErr != nil {

@@ -150,9 +150,9 @@ func browserCPU(b *testing.B) time.Duration {
 		if err != nil {
 			continue // the process ended
 		}
-		// The command name is in brackets and may hold spaces; the fields
-		// after it start with the state, and utime and stime are the
-		// 14th and 15th fields of the line.
+		// The command name is in brackets and may contain spaces. The
+		// fields after it start with the state, and utime and stime are
+		// the 14th and 15th fields of the line.
 		text := string(data)
 		open, end := strings.IndexByte(text, '('), strings.LastIndexByte(text, ')')
 		if open < 0 || end < open || !strings.HasPrefix(text[open+1:end], "chromium") {

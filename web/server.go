@@ -246,9 +246,9 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// pageURL returns the page's URL on address. An unspecified address such as
-// 0.0.0.0 or [::] cannot be opened, so the loopback one on the same port
-// stands for it; other machines use this machine's own address.
+// pageURL returns the page's URL on address. A browser cannot open an
+// unspecified address such as 0.0.0.0 or [::], so the URL uses loopback on
+// the same port. Other machines use this machine's own address.
 func pageURL(address net.Addr) string {
 	tcp, ok := address.(*net.TCPAddr)
 	if !ok || !tcp.IP.IsUnspecified() {
